@@ -1,0 +1,97 @@
+"""The connector interface: every channel kind is a small class behind these.
+
+A connector moves *raw records* (plain dicts in the channel's own field names,
+children as lists under their own key); the mapping turns them into canonical
+items. Connectors never touch syncd's state tables: paging state, hashes,
+checkpoints, retries and the outbox belong to the engine.
+
+    Source.read(cursor, page_size)  -> Iterator[Page]       changes after a checkpoint
+    Source.scan(page_size, keys)    -> Iterator[Page]       everything (or some keys), key order
+    Sink.write(records)             -> list[Receipt]        one receipt per record
+    both:  close()
+
+Errors leave a connector only as ``syncd.errors`` types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+RawRecord = dict[str, Any]
+
+Outcome = Literal["delivered", "unchanged", "retry", "rejected", "conflict"]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of raw records and the cursor to resume *after* it.
+
+    ``cursor`` is opaque to the engine; it is stored as the checkpoint once
+    every record of the page has a recorded outcome.
+    """
+
+    records: list[RawRecord]
+    cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What happened to one written record.
+
+    ``outcome``: delivered (written), unchanged (target already had it),
+    retry (transient failure, worth another go), rejected (the target refused
+    the content: a dead letter), conflict (the target holds a newer version).
+    """
+
+    key: str
+    outcome: Outcome
+    version: int | None = None
+    error: str | None = None
+    details: list[dict[str, str]] = field(default_factory=list)
+    retry_after: float | None = None
+
+
+@runtime_checkable
+class Source(Protocol):
+    """A channel items are read from."""
+
+    name: str
+
+    def read(self, cursor: str | None, page_size: int) -> Iterator[Page]:
+        """Yield pages of records changed after ``cursor`` (None = from the beginning).
+
+        Each page carries the cursor to resume after it. A channel that cannot
+        tell what changed yields a full scan whose pages carry no cursor.
+        """
+        ...
+
+    def scan(self, page_size: int, *, keys: Sequence[str] | None = None) -> Iterator[Page]:
+        """Yield every record (or just ``keys``) in key order, so vanished rows
+        can be found by a streaming comparison with what was delivered."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """A channel items are written to."""
+
+    name: str
+
+    def write(self, records: Sequence[RawRecord]) -> list[Receipt]:
+        """Upsert ``records`` by key; one receipt per record, same order.
+
+        A record the channel refuses never fails the others. Raises
+        ``TransferError`` only when the batch as a whole could not be sent
+        (``TransientTransferError`` when worth retrying).
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

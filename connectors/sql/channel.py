@@ -1,0 +1,201 @@
+"""SQL channel (SQLAlchemy 2 Core): a legacy item table and its child tables.
+
+Reads by keyset pages (on the cursor column, or on the key for a full scan),
+writes by the dialect's native upsert, child rows replaced per item in the
+same transaction. Works with SQLite, PostgreSQL and MySQL/MariaDB, and any
+other dialect by URL (portable upsert). SQLAlchemy errors end here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import MetaData, Table, and_, delete, func, or_, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, NoSuchTableError, OperationalError, SQLAlchemyError
+
+from connectors.base import Page, RawRecord, Receipt
+from syncd.errors import ConnectorError, TransferError, TransientTransferError
+from syncd.mapping import ChildMap, Mapping
+from syncd.sqlutil import upsert
+
+
+class SqlChannel:
+    """One channel stored in a relational database, both source and sink.
+
+    Args:
+        name: the channel name (for errors and logs).
+        engine: an SQLAlchemy engine (tests pass their own; see ``syncd.sqlutil.make_engine``).
+        mapping: the channel's compiled mapping (tables, key, cursor, columns).
+        lag_seconds: on incremental reads, re-read this many seconds before the
+            checkpoint (commit order and clocks are not trusted).
+    """
+
+    def __init__(self, name: str, engine: Engine, mapping: Mapping, *,
+                 lag_seconds: float = 0.0) -> None:
+        self.name, self.engine, self.mapping = name, engine, mapping
+        self.lag = timedelta(seconds=lag_seconds)
+        if not mapping.table:
+            raise ConnectorError(f"mapping {mapping.file} has no 'table' section", channel=name)
+        md = MetaData()
+        self.table = self._reflect(md, mapping.table, mapping.columns
+                                   + ([mapping.cursor] if mapping.cursor else []))
+        self.key = self.table.c[mapping.key_column]
+        self.cursor_col = self.table.c[mapping.cursor] if mapping.cursor else None
+        self.children: list[tuple[ChildMap, Table]] = []
+        for child in mapping.children:
+            if child.table:
+                cols = [f.column for f in child.fields if f.column] + [child.parent_key or ""]
+                self.children.append((child, self._reflect(md, child.table, cols)))
+        self._select_cols = [self.table.c[c] for c in dict.fromkeys(
+            mapping.columns + ([mapping.cursor] if mapping.cursor else []))]
+
+    def _reflect(self, md: MetaData, name: str, needed: Sequence[str]) -> Table:
+        try:
+            table = Table(name, md, autoload_with=self.engine)
+        except NoSuchTableError:
+            raise ConnectorError(f"table {name!r} (from {self.mapping.file}) does not exist",
+                                 channel=self.name) from None
+        except SQLAlchemyError as exc:
+            raise self._translate(exc, "reflect") from exc
+        missing = [c for c in needed if c not in table.c]
+        if missing:
+            raise ConnectorError(f"table {name!r} has no column {missing[0]!r} "
+                                 f"(named in {self.mapping.file})", channel=self.name)
+        return table
+
+    # --- reading ---------------------------------------------------------------
+    def read(self, cursor: str | None, page_size: int) -> Iterator[Page]:
+        """Pages in change order after ``cursor``; without a cursor column, a full scan."""
+        if self.cursor_col is None:
+            yield from self.scan(page_size)
+            return
+        after: tuple[Any, str] | None = None
+        if cursor:
+            state = orjson.loads(cursor)
+            if state.get("dt") and self.lag:  # re-read the lag window before the checkpoint
+                after = (datetime.fromisoformat(state["t"]) - self.lag, "")
+            elif state.get("dt"):
+                after = (datetime.fromisoformat(state["t"]), state["k"])
+            else:
+                after = (state["t"], state["k"])
+        order = (self.cursor_col, self.key)
+        while True:
+            q = select(*self._select_cols).order_by(*order).limit(page_size)
+            if after is not None:
+                q = q.where(or_(self.cursor_col > after[0],
+                                and_(self.cursor_col == after[0], self.key > after[1])))
+            rows = self._fetch(q)
+            if not rows:
+                return
+            last = rows[-1]
+            after = (last[self.cursor_col.name], last[self.key.name])
+            yield Page(self._with_children(rows), _encode_cursor(*after))
+            if len(rows) < page_size:
+                return
+
+    def scan(self, page_size: int, *, keys: Sequence[str] | None = None) -> Iterator[Page]:
+        """Every row (or just ``keys``) in key order, by keyset pages; pages carry no cursor."""
+        if keys is not None:
+            wanted = sorted(set(keys))
+            for i in range(0, len(wanted), page_size):
+                q = (select(*self._select_cols).where(self.key.in_(wanted[i:i + page_size]))
+                     .order_by(self.key))
+                yield Page(self._with_children(self._fetch(q)), None)
+            return
+        last: str | None = None
+        while True:
+            q = select(*self._select_cols).order_by(self.key).limit(page_size)
+            if last is not None:
+                q = q.where(self.key > last)
+            rows = self._fetch(q)
+            if not rows:
+                return
+            last = rows[-1][self.key.name]
+            yield Page(self._with_children(rows), None)
+            if len(rows) < page_size:
+                return
+
+    def _fetch(self, query: Any) -> list[dict[str, Any]]:
+        try:
+            with self.engine.connect() as conn:
+                return [dict(r._mapping) for r in conn.execute(query)]
+        except SQLAlchemyError as exc:
+            raise self._translate(exc, "read") from exc
+
+    def _with_children(self, rows: list[dict[str, Any]]) -> list[RawRecord]:
+        if not self.children or not rows:
+            return rows
+        by_key = {r[self.key.name]: r for r in rows}
+        for child, table in self.children:
+            for r in rows:
+                r[child.record_key] = []
+            fk = table.c[child.parent_key or ""]
+            q = select(table).where(fk.in_(list(by_key)))
+            for row in self._fetch(q):
+                parent = by_key.get(row[fk.name])
+                if parent is not None:
+                    parent[child.record_key].append(row)
+        return rows
+
+    # --- writing ---------------------------------------------------------------
+    def write(self, records: Sequence[RawRecord]) -> list[Receipt]:
+        """Upsert ``records``; a record the DB refuses is isolated by splitting the batch."""
+        if not records:
+            return []
+        try:
+            self._write_batch(records)
+            return [Receipt(r[self.key.name], "delivered") for r in records]
+        except (OperationalError, TransientTransferError):
+            raise
+        except DBAPIError as exc:
+            if len(records) == 1:
+                return [Receipt(records[0][self.key.name], "rejected",
+                                error=f"{type(exc.orig).__name__}: {exc.orig}"[:500])]
+            mid = len(records) // 2
+            return self.write(records[:mid]) + self.write(records[mid:])
+
+    def _write_batch(self, records: Sequence[RawRecord]) -> None:
+        key = self.key.name
+        main_rows, child_rows = [], {c.name: [] for c, _ in self.children}
+        for rec in records:
+            main = {k: v for k, v in rec.items() if k in self.table.c}
+            main_rows.append(main)
+            for child, _table in self.children:
+                child_rows[child.name].extend(rec.get(child.record_key) or [])
+        codes = [r[key] for r in main_rows]
+        try:
+            with self.engine.begin() as conn:
+                upsert(conn, self.table, main_rows, [key])
+                for child, table in self.children:
+                    fk = table.c[child.parent_key or ""]
+                    conn.execute(delete(table).where(fk.in_(codes)))
+                    if child_rows[child.name]:
+                        conn.execute(table.insert(), child_rows[child.name])
+        except OperationalError as exc:
+            raise self._translate(exc, "write") from exc
+
+    def _translate(self, exc: SQLAlchemyError, what: str) -> ConnectorError:
+        orig = getattr(exc, "orig", None) or exc
+        msg = f"{what} failed: {type(orig).__name__}: {orig}"[:500]
+        if isinstance(exc, OperationalError) or getattr(exc, "connection_invalidated", False):
+            return TransientTransferError(msg, channel=self.name)
+        return TransferError(msg, channel=self.name)
+
+    def count(self) -> int:
+        """Rows in the main table (reports and tests)."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(self.table)).scalar() or 0)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _encode_cursor(value: Any, key: str) -> str:
+    """The checkpoint after a page: the last (cursor value, key) seen."""
+    if isinstance(value, datetime):
+        return orjson.dumps({"t": value.isoformat(), "k": key, "dt": True}).decode()
+    return orjson.dumps({"t": value, "k": key}).decode()

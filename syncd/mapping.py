@@ -1,0 +1,368 @@
+"""Mapping files: a channel's records ↔ the canonical model, declared in YAML.
+
+A mapping compiles each field to two chains of same-signature steps
+(``value -> value``, raising ``MappingError``): one read chain (channel →
+canonical) and one write chain (canonical → channel). Nothing in a mapping
+file is evaluated as code. The format is documented in ``mappings/README.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from syncd import steps
+from syncd.codes import load_code_tables
+from syncd.errors import MappingError
+from syncd.model import CHILDREN, ITEM_FIELDS, FieldSpec, ServiceItem
+from syncd.yaml_lines import LineDict, load_yaml
+
+Step = Callable[[Any], Any]
+RawRecord = dict[str, Any]
+
+FIELD_KEYS = frozenset({"column", "const", "default", "steps", "split", "codes", "datetime",
+                        "write"})
+TOP_KEYS = frozenset({"channel", "description", "encoding", "table", "fields", "children",
+                      "platform"})
+CHILD_KEYS = frozenset({"table", "parent_key", "path", "order", "fields"})
+REQUIRED = ("item_code", "item_name", "item_type", "dept_name", "status")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldMap:
+    """One canonical field ↔ one channel column, with its compiled chains."""
+
+    name: str
+    column: str | None
+    read: tuple[Step, ...]
+    write: tuple[Step, ...]
+    const: Any = None
+    line: int = 0
+    writable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ChildMap:
+    """A child collection (materials, fees): a related table or a nested list."""
+
+    name: str
+    fields: tuple[FieldMap, ...]
+    table: str | None = None
+    parent_key: str | None = None
+    path: str | None = None
+    order: str | None = None
+
+    @property
+    def record_key(self) -> str:
+        """Where the child rows sit inside a raw record."""
+        return self.path or self.name
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A compiled mapping file for one channel."""
+
+    channel: str
+    file: str
+    fields: tuple[FieldMap, ...]
+    children: tuple[ChildMap, ...]
+    encoding: str = "utf-8"
+    table: str | None = None
+    cursor: str | None = None
+    platform: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key_column(self) -> str:
+        """The channel column holding ``item_code``."""
+        return next(f.column for f in self.fields if f.name == "item_code")  # type: ignore[return-value]
+
+    @property
+    def columns(self) -> list[str]:
+        """Main-record columns this mapping reads or writes, key first."""
+        cols = [f.column for f in self.fields if f.column]
+        return list(dict.fromkeys([self.key_column, *cols]))  # type: ignore[list-item]
+
+    def to_item(self, record: RawRecord) -> ServiceItem:
+        """Map one raw record to a canonical item.
+
+        Raises:
+            MappingError: naming the channel, item and field that failed.
+        """
+        raw_key = record.get(self.key_column)
+        item_code = raw_key if isinstance(raw_key, str) else None
+        try:
+            values = _read_fields(self.fields, record)
+            item_code = values.get("item_code") or item_code
+            for child in self.children:
+                rows = record.get(child.record_key) or []
+                if child.order:
+                    rows = sorted(rows, key=lambda r: (r.get(child.order) is None,
+                                                       r.get(child.order)))
+                cls = CHILDREN[child.name][0]
+                built = []
+                for i, row in enumerate(rows):
+                    try:
+                        built.append(cls(**_read_fields(child.fields, row)))
+                    except MappingError as exc:
+                        raise exc.located(field=f"{child.name}[{i}].{exc.field}")
+                values[child.name] = tuple(built)
+            return ServiceItem(**values)
+        except MappingError as exc:
+            raise exc.located(channel=self.channel, item_code=item_code) from None
+
+    def from_item(self, item: ServiceItem) -> RawRecord:
+        """Map a canonical item to a raw record of this channel (children nested).
+
+        Raises:
+            MappingError: a value this channel cannot represent (e.g. a code with no entry).
+        """
+        try:
+            record = _write_fields(self.fields, item)
+            for child in self.children:
+                rows = []
+                for i, obj in enumerate(getattr(item, child.name)):
+                    row = _write_fields(child.fields, obj)
+                    if child.parent_key:
+                        row[child.parent_key] = item.item_code
+                    if child.order and row.get(child.order) is None:
+                        row[child.order] = i + 1
+                    rows.append(row)
+                record[child.record_key] = rows
+            return record
+        except MappingError as exc:
+            raise exc.located(channel=self.channel, item_code=item.item_code) from None
+
+
+def _read_fields(fields: Sequence[FieldMap], record: RawRecord) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for fm in fields:
+        value = fm.const if fm.column is None else record.get(fm.column)
+        try:
+            for step in fm.read:
+                value = step(value)
+        except MappingError as exc:
+            raise exc.located(field=fm.name) from None
+        values[fm.name] = value
+    return values
+
+
+def _write_fields(fields: Sequence[FieldMap], obj: Any) -> RawRecord:
+    record: RawRecord = {}
+    for fm in fields:
+        if fm.column is None or not fm.writable:
+            continue
+        value = getattr(obj, fm.name)
+        try:
+            for step in fm.write:
+                value = step(value)
+        except MappingError as exc:
+            raise exc.located(field=fm.name) from None
+        record[fm.column] = value
+    return record
+
+
+# --- compiling a file ---------------------------------------------------------
+
+class _Compiler:
+    """Turns one parsed mapping file into a :class:`Mapping`, failing at the exact line."""
+
+    def __init__(self, path: Path, doc: LineDict) -> None:
+        self.path, self.doc = path, doc
+        self.tables = load_code_tables()
+        self.encoding = str(doc.get("encoding", "utf-8"))
+
+    def fail(self, message: str, where: LineDict, key: str, field: str | None = None) -> MappingError:
+        return MappingError(message, file=str(self.path), line=where.line_of(key), field=field)
+
+    def compile(self) -> Mapping:
+        doc = self.doc
+        self._only(doc, TOP_KEYS, "top level")
+        if not isinstance(doc.get("channel"), str):
+            raise self.fail("'channel' (the channel's name) is required", doc, "channel")
+        try:
+            "".encode(self.encoding)
+        except LookupError:
+            raise self.fail(f"unknown encoding {self.encoding!r}", doc, "encoding") from None
+        fields = self._fields(doc, "fields", ITEM_FIELDS)
+        mapped = {f.name for f in fields}
+        for name in REQUIRED:
+            if name not in mapped:
+                raise self.fail(f"required canonical field {name!r} is not mapped", doc, "fields",
+                                field=name)
+        if next(f for f in fields if f.name == "item_code").column is None:
+            raise self.fail("item_code must come from a column", doc, "fields", field="item_code")
+        table = doc.get("table") or LineDict()
+        if not isinstance(table, LineDict):
+            raise self.fail("'table' must be a mapping with name and optional cursor", doc, "table")
+        self._only(table, frozenset({"name", "cursor"}), "table")
+        platform = doc.get("platform") or {}
+        if not isinstance(platform, dict):
+            raise self.fail("'platform' must be a mapping", doc, "platform")
+        return Mapping(channel=doc["channel"], file=str(self.path), fields=fields,
+                       children=self._children(doc), encoding=self.encoding,
+                       table=table.get("name"), cursor=table.get("cursor"),
+                       platform=dict(platform))
+
+    def _only(self, section: LineDict, allowed: frozenset[str], what: str) -> None:
+        for key in section:
+            if key not in allowed:
+                raise self.fail(f"unknown key {key!r} in {what} (allowed: "
+                                f"{', '.join(sorted(allowed))})", section, key)
+
+    def _fields(self, parent: LineDict, key: str, specs: dict[str, FieldSpec]) -> tuple[FieldMap, ...]:
+        section = parent.get(key)
+        if not isinstance(section, LineDict) or not section:
+            raise self.fail(f"'{key}' must map canonical fields to columns", parent, key)
+        out = []
+        for name, body in section.items():
+            if name not in specs:
+                raise self.fail(f"unknown canonical field {name!r} (known: "
+                                f"{', '.join(specs)})", section, name, field=name)
+            if isinstance(body, str):  # shorthand: `item_name: SXMC`
+                body = LineDict(column=body)
+                body.line, body.lines = section.line_of(name), {}
+            if not isinstance(body, LineDict):
+                raise self.fail("expected a column name or a mapping", section, name, field=name)
+            out.append(self._field(specs[name], body))
+        return tuple(out)
+
+    def _field(self, spec: FieldSpec, body: LineDict) -> FieldMap:
+        name = spec.name
+        self._only(body, FIELD_KEYS, f"field {name!r}")
+        column = body.get("column")
+        if column is not None and not isinstance(column, str):
+            raise self.fail("'column' must be a column name", body, "column", field=name)
+        if column is None and "const" not in body:
+            raise self.fail("needs 'column' or 'const'", body, "column", field=name)
+        try:
+            read, write = self._chains(spec, body)
+        except MappingError as exc:
+            raise exc.located(file=str(self.path), field=name) from None
+        return FieldMap(name=name, column=column, read=read, write=write,
+                        const=body.get("const"), line=body.line,
+                        writable=bool(body.get("write", True)))
+
+    def _chains(self, spec: FieldSpec, body: LineDict) -> tuple[tuple[Step, ...], tuple[Step, ...]]:
+        read: list[Step] = [steps.decode(self.encoding)]
+        write: list[Step] = []
+        for step_name in body.get("steps") or []:
+            if step_name not in steps.TEXT_STEPS:
+                raise self.fail(f"unknown step {step_name!r} (known: "
+                                f"{', '.join(steps.TEXT_STEPS)})", body, "steps", spec.name)
+            read.append(steps.TEXT_STEPS[step_name])
+        read.append(steps.empty_to_none)
+        if (sep := body.get("split")) is not None:
+            if spec.kind != "codes":
+                raise self.fail("'split' is only for list fields", body, "split", spec.name)
+            read.append(steps.split(str(sep)))
+        codes = body.get("codes")
+        if codes is not None:
+            if not isinstance(codes, dict) or not codes:
+                raise self.fail("'codes' must map channel values to national codes", body,
+                                "codes", spec.name)
+            table = self._check_codes(spec, body, codes)
+            forward = {str(k): v for k, v in codes.items()}
+            read.append(steps.lookup(forward, table, many=spec.kind == "codes"))
+        read.append(self._coerce(spec, body))
+        if "default" in body:
+            read.append(steps.default(body["default"]))
+        # write chain: canonical → channel, reverse order
+        if spec.kind == "datetime":
+            write.append(self._datetime_out(body))
+        if codes is not None:
+            reverse: dict[Any, Any] = {}
+            for k, v in codes.items():
+                reverse.setdefault(v, k)  # the first listed channel value wins
+            write.append(steps.lookup(reverse, f"{self.doc['channel']}:{spec.name}",
+                                      many=spec.kind == "codes"))
+        if spec.kind == "codes":
+            write.append(steps.join(str(sep)) if sep is not None else steps.as_list)
+        return tuple(read), tuple(write)
+
+    def _check_codes(self, spec: FieldSpec, body: LineDict, codes: dict[str, Any]) -> str:
+        if spec.kind == "bool":
+            bad = [v for v in codes.values() if not isinstance(v, bool)]
+            if bad:
+                raise self.fail(f"codes of a yes/no field must map to true/false, got {bad[0]!r}",
+                                body, "codes", spec.name)
+            return "yes/no"
+        if spec.kind not in ("code", "codes"):
+            raise self.fail(f"'codes' is not allowed on a {spec.kind} field", body, "codes",
+                            spec.name)
+        known = self.tables[spec.table or ""]
+        for value in codes.values():
+            if str(value) not in known:
+                raise self.fail(f"{value!r} is not a national code of table {spec.table} "
+                                f"(known: {', '.join(known)})", body, "codes", spec.name)
+        return spec.table or ""
+
+    def _coerce(self, spec: FieldSpec, body: LineDict) -> Step:
+        if spec.kind == "datetime":
+            return steps.to_datetime(self._zone(body), self._dt_format(body))
+        return steps.COERCE[spec.kind]
+
+    def _zone(self, body: LineDict) -> ZoneInfo:
+        opts = body.get("datetime") or {}
+        try:
+            return ZoneInfo(str(opts.get("tz", "UTC")))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise self.fail(f"unknown time zone {opts.get('tz')!r}", body, "datetime") from None
+
+    def _dt_format(self, body: LineDict) -> str | None:
+        opts = body.get("datetime") or {}
+        if not isinstance(opts, dict):
+            raise self.fail("'datetime' takes {tz, format}", body, "datetime")
+        fmt = opts.get("format")
+        if fmt is not None and fmt != "iso":
+            try:
+                datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC).strftime(str(fmt))
+            except ValueError:
+                raise self.fail(f"bad datetime format {fmt!r}", body, "datetime") from None
+        return None if fmt is None else str(fmt)
+
+    def _datetime_out(self, body: LineDict) -> Step:
+        return steps.from_datetime(self._zone(body), self._dt_format(body))
+
+    def _children(self, doc: LineDict) -> tuple[ChildMap, ...]:
+        section = doc.get("children") or LineDict()
+        if not isinstance(section, LineDict):
+            raise self.fail("'children' must be a mapping", doc, "children")
+        out = []
+        for name, body in section.items():
+            if name not in CHILDREN:
+                raise self.fail(f"unknown child collection {name!r} (known: "
+                                f"{', '.join(CHILDREN)})", section, name)
+            if not isinstance(body, LineDict):
+                raise self.fail("expected a mapping", section, name)
+            self._only(body, CHILD_KEYS, f"children.{name}")
+            if bool(body.get("table")) == bool(body.get("path")):
+                raise self.fail("give either 'table' (with 'parent_key') or 'path'", body, "table")
+            if body.get("table") and not body.get("parent_key"):
+                raise self.fail("a child table needs 'parent_key'", body, "table")
+            specs = CHILDREN[name][1]
+            fields = self._fields(body, "fields", specs)
+            for req in (s.name for s in specs.values() if s.required):
+                if req not in {f.name for f in fields}:
+                    raise self.fail(f"required field {req!r} is not mapped", body, "fields", req)
+            out.append(ChildMap(name=name, fields=fields, table=body.get("table"),
+                                parent_key=body.get("parent_key"), path=body.get("path"),
+                                order=body.get("order")))
+        return tuple(out)
+
+
+def load_mapping(path: Path) -> Mapping:
+    """Load and compile one mapping file.
+
+    Raises:
+        MappingError: naming the file, line and field at fault.
+    """
+    return _Compiler(path, load_yaml(path)).compile()
+
+
+def mapping_files(directory: Path) -> list[Path]:
+    """Every channel mapping under ``directory`` (code tables excluded)."""
+    return sorted(p for p in directory.rglob("*.yaml") if p.name != "codes.yaml")

@@ -1,0 +1,306 @@
+"""The canonical model every channel maps to and from: ``ServiceItem`` and its children.
+
+One hub, N mappings: a channel never maps to another channel, only to this.
+Field metadata (Chinese label, kind, code table, length, required) lives in
+``ITEM_FIELDS``/``MATERIAL_FIELDS``/``FEE_FIELDS`` so that validation, hashing,
+mappings and reports all read the same definition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+
+from syncd.codes import load_code_tables
+from syncd.errors import ValidationError
+from syncd.normalize import is_placeholder, phone_key, text_key
+
+Kind = Literal["text", "phone", "code", "codes", "int", "bool", "datetime"]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """What one canonical field is: its label for reviewers and the rules it obeys."""
+
+    name: str
+    label: str
+    kind: Kind = "text"
+    table: str | None = None
+    max_len: int | None = None
+    required: bool = False
+    content: bool = True  # part of the content hash (metadata such as version is not)
+
+
+@dataclass(frozen=True, slots=True)
+class Material:
+    """申请材料: one required or optional document of an item."""
+
+    name: str
+    material_type: str | None = None
+    form: str | None = None
+    copies: int | None = None
+    necessity: str | None = None
+    source: str | None = None
+    legal_basis: str | None = None
+    order: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fee:
+    """收费项目: one fee of an item, with its standard and legal basis."""
+
+    name: str
+    standard: str | None = None
+    legal_basis: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceItem:
+    """政务服务事项 (implementation list entry / 办事指南), keyed by ``item_code``."""
+
+    item_code: str
+    item_name: str | None = None
+    item_type: str | None = None
+    dept_name: str | None = None
+    status: str | None = None
+    catalog_code: str | None = None
+    dept_code: str | None = None
+    region_code: str | None = None
+    exercise_level: str | None = None
+    service_objects: tuple[str, ...] = ()
+    handle_type: str | None = None
+    legal_time_limit: int | None = None
+    legal_limit_unit: str | None = None
+    legal_limit_note: str | None = None
+    promised_time_limit: int | None = None
+    promised_limit_unit: str | None = None
+    promised_limit_note: str | None = None
+    visit_count: int | None = None
+    visit_reason: str | None = None
+    handle_modes: tuple[str, ...] = ()
+    online_url: str | None = None
+    online_depth: str | None = None
+    charged: bool | None = None
+    conditions: str | None = None
+    process: str | None = None
+    address: str | None = None
+    office_hours: str | None = None
+    consult_phone: str | None = None
+    complaint_phone: str | None = None
+    legal_basis: str | None = None
+    version: int | None = None
+    updated_at: datetime | None = None
+    materials: tuple[Material, ...] = field(default=())
+    fees: tuple[Fee, ...] = field(default=())
+
+
+ITEM_FIELDS: dict[str, FieldSpec] = {f.name: f for f in (
+    FieldSpec("item_code", "实施编码", required=True, max_len=31),
+    FieldSpec("item_name", "事项名称", required=True, max_len=200),
+    FieldSpec("item_type", "事项类型", "code", "item_type", required=True),
+    FieldSpec("dept_name", "实施主体", required=True, max_len=200),
+    FieldSpec("status", "事项状态", "code", "status", required=True),
+    FieldSpec("catalog_code", "基本编码", max_len=12),
+    FieldSpec("dept_code", "实施主体编码", max_len=18),
+    FieldSpec("region_code", "行政区划代码", max_len=6),
+    FieldSpec("exercise_level", "行使层级", "code", "exercise_level"),
+    FieldSpec("service_objects", "服务对象", "codes", "service_object"),
+    FieldSpec("handle_type", "办件类型", "code", "handle_type"),
+    FieldSpec("legal_time_limit", "法定办结时限", "int"),
+    FieldSpec("legal_limit_unit", "法定办结时限单位", "code", "limit_unit"),
+    FieldSpec("legal_limit_note", "法定办结时限说明", max_len=2000),
+    FieldSpec("promised_time_limit", "承诺办结时限", "int"),
+    FieldSpec("promised_limit_unit", "承诺办结时限单位", "code", "limit_unit"),
+    FieldSpec("promised_limit_note", "承诺办结时限说明", max_len=2000),
+    FieldSpec("visit_count", "到办事现场次数", "int"),
+    FieldSpec("visit_reason", "必须现场办理原因说明", max_len=2000),
+    FieldSpec("handle_modes", "办理形式", "codes", "handle_mode"),
+    FieldSpec("online_url", "网上办理地址", max_len=500),
+    FieldSpec("online_depth", "网办深度", "code", "online_depth"),
+    FieldSpec("charged", "是否收费", "bool"),
+    FieldSpec("conditions", "受理条件", max_len=4000),
+    FieldSpec("process", "办理流程", max_len=4000),
+    FieldSpec("address", "办理地点", max_len=500),
+    FieldSpec("office_hours", "办理时间", max_len=500),
+    FieldSpec("consult_phone", "咨询电话", "phone", max_len=200),
+    FieldSpec("complaint_phone", "监督投诉电话", "phone", max_len=200),
+    FieldSpec("legal_basis", "设定依据", max_len=4000),
+    FieldSpec("version", "版本", "int", content=False),
+    FieldSpec("updated_at", "更新时间", "datetime", content=False),
+)}
+
+MATERIAL_FIELDS: dict[str, FieldSpec] = {f.name: f for f in (
+    FieldSpec("name", "材料名称", required=True, max_len=200),
+    FieldSpec("material_type", "材料类型", "code", "material_type"),
+    FieldSpec("form", "材料形式", "code", "material_form"),
+    FieldSpec("copies", "份数", "int"),
+    FieldSpec("necessity", "材料必要性", "code", "necessity"),
+    FieldSpec("source", "来源渠道", "code", "material_source"),
+    FieldSpec("legal_basis", "材料依据", max_len=2000),
+    FieldSpec("order", "序号", "int", content=False),
+)}
+
+FEE_FIELDS: dict[str, FieldSpec] = {f.name: f for f in (
+    FieldSpec("name", "收费项目名称", required=True, max_len=200),
+    FieldSpec("standard", "收费标准", max_len=1000),
+    FieldSpec("legal_basis", "收费依据", max_len=2000),
+)}
+
+#: Child collections: canonical attribute → (row class, its fields, Chinese label).
+CHILDREN: dict[str, tuple[type, dict[str, FieldSpec], str]] = {
+    "materials": (Material, MATERIAL_FIELDS, "申请材料"),
+    "fees": (Fee, FEE_FIELDS, "收费项目"),
+}
+
+# --- code checks -------------------------------------------------------------
+
+_USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def uscc_check_char(first17: str) -> str:
+    """GB 32100 check character for the first 17 characters of a credit code."""
+    total = sum(_USCC_CHARS.index(c) * w for c, w in zip(first17, _USCC_WEIGHTS, strict=True))
+    return _USCC_CHARS[(31 - total % 31) % 31]
+
+
+def uscc_problem(code: str) -> str | None:
+    """Why ``code`` is not a valid unified social credit code, or None."""
+    if len(code) != 18:
+        return f"统一社会信用代码应为18位，实为{len(code)}位"
+    bad = [c for c in code if c not in _USCC_CHARS]
+    if bad:
+        return f"统一社会信用代码含非法字符 {bad[0]!r}"
+    if uscc_check_char(code[:17]) != code[17]:
+        return f"统一社会信用代码校验位错误（应为 {uscc_check_char(code[:17])}）"
+    return None
+
+
+def item_code_problem(item: ServiceItem) -> tuple[str, str] | None:
+    """(field, reason) when the 31-character 实施编码 does not hold together, else None."""
+    code = item.item_code
+    if len(code) != 31:
+        return "item_code", f"实施编码应为31位，实为{len(code)}位"
+    if (why := uscc_problem(code[:18])) is not None:
+        return "item_code", f"实施编码前18位：{why}"
+    if code[18] not in load_code_tables()["exercise_level"]:
+        return "item_code", f"实施编码第19位行使层级 {code[18]!r} 不在代码表中"
+    if not code[19:].isdigit():
+        return "item_code", "实施编码后12位基本编码应为数字"
+    if item.catalog_code and item.catalog_code != code[19:]:
+        return "catalog_code", f"基本编码 {item.catalog_code} 与实施编码后12位 {code[19:]} 不一致"
+    if item.dept_code and item.dept_code != code[:18]:
+        return "dept_code", "实施主体编码与实施编码前18位不一致"
+    if item.exercise_level and item.exercise_level != code[18]:
+        return "exercise_level", f"行使层级 {item.exercise_level} 与实施编码第19位 {code[18]} 不一致"
+    return None
+
+
+# --- validation --------------------------------------------------------------
+
+def _check_value(spec: FieldSpec, value: Any, tables: dict[str, dict[str, str]]) -> str | None:
+    """Why ``value`` breaks ``spec``, or None."""
+    if spec.required and is_placeholder(value):
+        return "必填项缺失或为占位符"
+    if value is None:
+        return None
+    if spec.kind in ("text", "phone"):
+        if "\x00" in value:
+            return "含 NUL 字符"
+        if spec.max_len is not None and len(value) > spec.max_len:
+            return f"长度 {len(value)} 超过上限 {spec.max_len}"
+    elif spec.kind == "code" and value not in tables[spec.table or ""]:
+        return f"代码 {value!r} 不在代码表 {spec.table} 中"
+    elif spec.kind == "codes":
+        for code in value:
+            if code not in tables[spec.table or ""]:
+                return f"代码 {code!r} 不在代码表 {spec.table} 中"
+    elif spec.kind == "int" and value < 0:
+        return f"不能为负数（{value}）"
+    return None
+
+
+def validate(item: ServiceItem) -> None:
+    """Check ``item`` against the canonical model's rules.
+
+    Raises:
+        ValidationError: naming the first offending field (children as
+            ``materials[2].name``) and the rule it breaks, in Chinese.
+    """
+    tables = load_code_tables()
+    for spec in ITEM_FIELDS.values():
+        if (why := _check_value(spec, getattr(item, spec.name), tables)) is not None:
+            raise ValidationError(why, field=spec.name, item_code=item.item_code)
+    for attr, (_cls, specs, _label) in CHILDREN.items():
+        for i, child in enumerate(getattr(item, attr)):
+            for spec in specs.values():
+                if (why := _check_value(spec, getattr(child, spec.name), tables)) is not None:
+                    raise ValidationError(why, field=f"{attr}[{i}].{spec.name}",
+                                          item_code=item.item_code)
+    for limit, unit in (("legal_time_limit", "legal_limit_unit"),
+                        ("promised_time_limit", "promised_limit_unit")):
+        if getattr(item, limit) is not None and getattr(item, unit) is None:
+            raise ValidationError("时限缺少单位（工作日/自然日）", field=unit,
+                                  item_code=item.item_code)
+    if (problem := item_code_problem(item)) is not None:
+        raise ValidationError(problem[1], field=problem[0], item_code=item.item_code)
+
+
+# --- comparison keys and the content hash ------------------------------------
+
+def field_key(spec: FieldSpec, value: Any) -> Any:
+    """The normalised comparison key of one field value."""
+    if spec.kind == "text":
+        return text_key(value)
+    if spec.kind == "phone":
+        return phone_key(value)
+    if spec.kind == "codes":
+        return sorted(set(value))
+    return value
+
+
+def _child_key(child: Any, specs: dict[str, FieldSpec]) -> dict[str, Any]:
+    return {s.name: field_key(s, getattr(child, s.name)) for s in specs.values() if s.content}
+
+
+def comparison_view(item: ServiceItem) -> dict[str, Any]:
+    """The item as compared across channels: normalised, children in name order."""
+    view: dict[str, Any] = {s.name: field_key(s, getattr(item, s.name))
+                            for s in ITEM_FIELDS.values() if s.content}
+    for attr, (_cls, specs, _label) in CHILDREN.items():
+        rows = [_child_key(c, specs) for c in getattr(item, attr)]
+        view[attr] = sorted(rows, key=lambda r: orjson.dumps(r, option=orjson.OPT_SORT_KEYS))
+    return view
+
+
+def content_hash(item: ServiceItem) -> str:
+    """Stable hash of the normalised item: the unit of change detection."""
+    blob = orjson.dumps(comparison_view(item), option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
+# --- plain-data form (outbox payloads, JSON reports) --------------------------
+
+def to_data(item: ServiceItem) -> dict[str, Any]:
+    """The item as JSON-ready plain data."""
+    data = dataclasses.asdict(item)
+    if item.updated_at is not None:
+        data["updated_at"] = item.updated_at.isoformat()
+    return data
+
+
+def from_data(data: dict[str, Any]) -> ServiceItem:
+    """Rebuild an item from :func:`to_data` output."""
+    values = dict(data)
+    if values.get("updated_at"):
+        values["updated_at"] = datetime.fromisoformat(values["updated_at"])
+    values["service_objects"] = tuple(values.get("service_objects") or ())
+    values["handle_modes"] = tuple(values.get("handle_modes") or ())
+    values["materials"] = tuple(Material(**m) for m in values.get("materials") or ())
+    values["fees"] = tuple(Fee(**f) for f in values.get("fees") or ())
+    return ServiceItem(**values)

@@ -1,0 +1,69 @@
+"""Comparison keys for text: what two channels must agree on, not how they spell it.
+
+Text is stored as received; these keys are only for hashing and comparing.
+The cleaning order follows the survey of real guides (DOMAIN.md §3): unescape
+HTML repeatedly, breaks to newlines, strip tags, drop control characters,
+fold full/half width, unify dashes and brackets, collapse whitespace, and read
+placeholders (无, /, 暂无 …) as empty.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+PLACEHOLDERS = frozenset({"", "无", "/", "／", "-", "—", "暂无", "null", "NULL", "None", "无。"})
+
+_TAG = re.compile(r"<[^>]{0,200}>")
+_BREAK = re.compile(r"<\s*(br|/p|p)\s*/?\s*>", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SPACE = re.compile(r"\s+")
+_DASHES = str.maketrans({"—": "-", "–": "-", "‐": "-", "‑": "-", "―": "-", "−": "-",
+                         "〔": "[", "〕": "]", "【": "[", "】": "]", "“": '"', "”": '"',
+                         "‘": "'", "’": "'"})
+_PHONE_SEP = re.compile(r"(?<=\d)[\s\-]+(?=\d)")
+_WORKDAYS = re.compile(r"^(\d+)\s*个?(工作日|自然日|日|天)$")
+
+
+def is_placeholder(value: object) -> bool:
+    """True for None and for the placeholders guides use instead of leaving a blank."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return text_key(value) == ""
+    return False
+
+
+def text_key(value: str | None) -> str:
+    """The comparison key of a free-text field."""
+    if not value:
+        return ""
+    s = value
+    for _ in range(3):  # doubly escaped text (&amp;amp;) is common
+        unescaped = html.unescape(s)
+        if unescaped == s:
+            break
+        s = unescaped
+    if "<" in s:
+        s = _BREAK.sub("\n", s)
+        s = _TAG.sub("", s)
+    s = _CONTROL.sub("", s)
+    s = unicodedata.normalize("NFKC", s).translate(_DASHES)
+    s = _SPACE.sub(" ", s).strip()
+    return "" if s in PLACEHOLDERS else s
+
+
+def phone_key(value: str | None) -> str:
+    """Phones: ``0777—6428820`` and ``0777-642 8820`` compare equal."""
+    s = text_key(value)
+    return _PHONE_SEP.sub("", s)
+
+
+def limit_key(value: object) -> str:
+    """Time limits: ``20``, ``"20"`` and ``"20个工作日"`` compare equal (unit is its own field)."""
+    if value is None:
+        return ""
+    s = text_key(str(value))
+    m = _WORKDAYS.match(s)
+    return m.group(1) if m else s

@@ -1,0 +1,1 @@
+"""The stages of one run, in order: extract → map → compare → load → record."""

@@ -1,0 +1,83 @@
+"""Dialect-native upsert and engine creation, shared by the SQL connector and the state store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Table, create_engine, event
+from sqlalchemy.engine import Connection, Engine, make_url
+
+
+def make_engine(url: str, *, client_encoding: str | None = None) -> Engine:
+    """An engine for ``url`` with settings syncd relies on.
+
+    ``client_encoding`` names the connection character set of a legacy
+    database (e.g. GBK): MySQL gets ``charset=``, PostgreSQL ``client_encoding``.
+    SQLite files use WAL and a busy timeout so a reader never blocks the writer.
+    """
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    backend = parsed.get_backend_name()
+    if backend == "mysql":
+        query = {"charset": client_encoding or parsed.query.get("charset") or "utf8mb4"}
+        parsed = parsed.update_query_dict(query)
+    elif backend == "postgresql" and client_encoding:
+        kwargs["connect_args"] = {"client_encoding": client_encoding}
+    elif backend == "sqlite":
+        kwargs.pop("pool_pre_ping")
+        kwargs["connect_args"] = {"timeout": 30}
+    engine = create_engine(parsed, **kwargs)
+    if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
+           keys: Sequence[str]) -> None:
+    """Insert ``rows`` or update them in place by ``keys``, in one statement per batch.
+
+    Uses the dialect's own form (ON CONFLICT / ON DUPLICATE KEY), so a retried
+    write is idempotent.
+    """
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    columns = list(rows[0].keys())
+    updates = [c for c in columns if c not in keys]
+    if dialect in ("sqlite", "postgresql"):
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        stmt = insert(table)
+        stmt = (stmt.on_conflict_do_update(index_elements=list(keys),
+                                           set_={c: stmt.excluded[c] for c in updates})
+                if updates else stmt.on_conflict_do_nothing(index_elements=list(keys)))
+    elif dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects.mysql import insert
+        stmt = insert(table)
+        first = keys[0]
+        stmt = stmt.on_duplicate_key_update(
+            {c: stmt.inserted[c] for c in updates} if updates else {first: stmt.inserted[first]})
+    else:
+        _portable_upsert(conn, table, rows, keys)
+        return
+    conn.execute(stmt, list(rows))
+
+
+def _portable_upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
+                     keys: Sequence[str]) -> None:
+    """For dialects without a native upsert: delete by key, then insert, in the caller's transaction."""
+    from sqlalchemy import and_, bindparam
+
+    cond = and_(*(table.c[k] == bindparam(f"k_{k}") for k in keys))
+    conn.execute(table.delete().where(cond), [{f"k_{k}": r[k] for k in keys} for r in rows])
+    conn.execute(table.insert(), list(rows))

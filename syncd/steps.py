@@ -1,0 +1,209 @@
+"""The steps a mapping chain is built from: each ``value -> value``, raising ``MappingError``.
+
+Steps get the bare value; the mapping adds the channel, item and field to an
+error. Each step is testable in a line.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections.abc import Callable
+from datetime import UTC, date, datetime, tzinfo
+from typing import Any
+
+from syncd.errors import MappingError
+
+Step = Callable[[Any], Any]
+
+_SPACES = re.compile(r"\s+")
+_TAGS = re.compile(r"<[^>]{0,200}>")
+
+
+def decode(encoding: str) -> Step:
+    """Bytes from a legacy column (GBK stored in latin1/BLOB) to text, strictly."""
+
+    def step(value: Any) -> Any:
+        if isinstance(value, bytes | bytearray | memoryview):
+            try:
+                return bytes(value).decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise MappingError(f"undecodable {encoding} bytes at offset {exc.start}: "
+                                   f"{bytes(value)[exc.start:exc.start + 4]!r}") from None
+        return value
+
+    return step
+
+
+def _text(fn: Callable[[str], str]) -> Step:
+    def step(value: Any) -> Any:
+        return fn(value) if isinstance(value, str) else value
+
+    step.__doc__ = fn.__doc__
+    return step
+
+
+def _halfwidth(s: str) -> str:
+    """Full-width letters, digits, punctuation and U+3000 to ASCII (for codes and phones)."""
+    return unicodedata.normalize("NFKC", s).replace("—", "-").replace("－", "-")
+
+
+TEXT_STEPS: dict[str, Step] = {
+    "trim": _text(str.strip),
+    "fold_space": _text(lambda s: _SPACES.sub(" ", s).strip()),
+    "halfwidth": _text(_halfwidth),
+    "upper": _text(str.upper),
+    "unescape_html": _text(html.unescape),
+    "strip_tags": _text(lambda s: _TAGS.sub("", s)),
+}
+
+
+def empty_to_none(value: Any) -> Any:
+    """An empty string is an absent value."""
+    return None if value == "" else value
+
+
+def split(sep: str) -> Step:
+    """``"1,2"`` → ``["1", "2"]`` (empty parts dropped)."""
+
+    def step(value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, list | tuple):
+            return list(value)
+        return [p.strip() for p in str(value).split(sep) if p.strip()]
+
+    return step
+
+
+def join(sep: str) -> Step:
+    """``("1", "2")`` → ``"1,2"``; an empty list is absent."""
+
+    def step(value: Any) -> Any:
+        return sep.join(str(v) for v in value) if value else None
+
+    return step
+
+
+def as_list(value: Any) -> Any:
+    """Lists stay lists (JSON channels)."""
+    return list(value) if value else None
+
+
+def lookup(table: dict[Any, Any], table_name: str, *, many: bool = False) -> Step:
+    """Translate through a code table; a value with no entry is an error, never a pass-through."""
+
+    def one(value: Any) -> Any:
+        key = value if isinstance(value, bool) else str(value)
+        try:
+            return table[key]
+        except KeyError:
+            raise MappingError(f"code {value!r} has no entry in code table {table_name}") from None
+
+    def step(value: Any) -> Any:
+        if value is None:
+            return None
+        return [one(v) for v in value] if many else one(value)
+
+    return step
+
+
+def default(fallback: Any) -> Step:
+    """Use ``fallback`` when the channel has no value."""
+
+    def step(value: Any) -> Any:
+        return fallback if value is None else value
+
+    return step
+
+
+def _to_int(value: Any) -> Any:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    raise MappingError(f"expected a whole number, got {value!r}")
+
+
+_TRUE = {"1", "true", "是", "y", "yes"}
+_FALSE = {"0", "false", "否", "n", "no"}
+
+
+def _to_bool(value: Any) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    s = str(value).strip().lower()
+    if s in _TRUE:
+        return True
+    if s in _FALSE:
+        return False
+    raise MappingError(f"expected a yes/no value, got {value!r}")
+
+
+def _to_text(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+
+
+def _to_codes(value: Any) -> Any:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(v) for v in value)
+
+
+COERCE: dict[str, Step] = {
+    "text": _to_text,
+    "phone": _to_text,
+    "code": _to_text,
+    "codes": _to_codes,
+    "int": _to_int,
+    "bool": _to_bool,
+}
+
+
+def to_datetime(zone: tzinfo, fmt: str | None) -> Step:
+    """Channel time → aware UTC datetime; naive values are read in ``zone``."""
+
+    def step(value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            dt = value
+        elif isinstance(value, date):
+            dt = datetime(value.year, value.month, value.day)
+        elif isinstance(value, str):
+            try:
+                dt = (datetime.strptime(value, fmt) if fmt and fmt != "iso"
+                      else datetime.fromisoformat(value))
+            except ValueError:
+                raise MappingError(f"cannot read {value!r} as a date/time"
+                                   + (f" in format {fmt!r}" if fmt else "")) from None
+        else:
+            raise MappingError(f"expected a date/time, got {value!r}")
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=zone)
+        return dt.astimezone(UTC)
+
+    return step
+
+
+def from_datetime(zone: tzinfo, fmt: str | None) -> Step:
+    """Aware datetime → the channel's form: ISO with offset, a formatted string, or naive local."""
+
+    def step(value: Any) -> Any:
+        if value is None:
+            return None
+        local = value.astimezone(zone)
+        if fmt == "iso":
+            return local.isoformat()
+        if fmt:
+            return local.strftime(fmt)
+        return local.replace(tzinfo=None)
+
+    return step
