@@ -24,7 +24,39 @@ def _sql(cfg: ChannelConfig, mapping: Mapping, runtime: dict[str, Any]) -> Any:
     return SqlChannel(cfg.name, engine, mapping, lag_seconds=runtime.get("lag_seconds", 0.0))
 
 
-FACTORIES: dict[str, Factory] = {"sql": _sql}
+PLATFORM_OPTIONS = {"app_key", "app_secret", "timeout", "ca_bundle", "max_connections"}
+
+
+def _platform(cfg: ChannelConfig, mapping: Mapping, runtime: dict[str, Any]) -> Any:
+    from connectors.platform.channel import PlatformChannel
+    from connectors.platform.client import PlatformClient
+    from connectors.platform.profile import PlatformProfile
+    from connectors.platform.ratelimit import shared_limiter
+
+    opts = cfg.options
+    unknown = set(opts) - PLATFORM_OPTIONS
+    if unknown:
+        raise ConfigError(f"unknown option {sorted(unknown)[0]!r} for a platform channel "
+                          f"(known: {', '.join(sorted(PLATFORM_OPTIONS))})",
+                          key=f"channels.{cfg.name}")
+    for required in ("app_key", "app_secret"):
+        if not opts.get(required):
+            raise ConfigError("is required for a platform channel",
+                              key=f"channels.{cfg.name}.{required}")
+    profile = PlatformProfile.from_section(mapping.platform, file=mapping.file)
+    limiter = shared_limiter(cfg.url, str(opts["app_key"]), profile.rate_per_second)
+    client = PlatformClient(cfg.url, str(opts["app_key"]), str(opts["app_secret"]), profile,
+                            limiter=limiter, channel=cfg.name,
+                            transport=runtime.get("transport"),
+                            timeout=float(opts.get("timeout", 10.0)),
+                            ca_bundle=opts.get("ca_bundle"),
+                            max_connections=int(opts.get("max_connections", 10)))
+    return PlatformChannel(cfg.name, client, mapping, policy=runtime.get("policy"),
+                           lag_seconds=runtime.get("lag_seconds", 0.0),
+                           sleep=runtime.get("sleep"))
+
+
+FACTORIES: dict[str, Factory] = {"sql": _sql, "platform": _platform}
 
 
 def open_channel(cfg: ChannelConfig, mapping: Mapping, **runtime: Any) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -69,6 +70,20 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def owner_alive(owner: str) -> bool:
+    """False only when ``owner`` is a process on this host that no longer exists."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another host's process: only it (or an operator) may free the lock
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class SyncEngine:
     """Runs jobs from a config against a state store.
 
@@ -102,17 +117,17 @@ class SyncEngine:
         job = self.config.job(req.job)
         mode = "items" if req.items else ("full" if req.full or job.mode == "full"
                                           else "incremental")
-        run_id = self.store.begin_run(job.name, trigger=req.trigger, mode=mode,
-                                      dry_run=req.dry_run)
+        run_id = str(uuid.uuid4())
         result = RunResult(run_id, job.name)
         bound = log.bind(job=job.name, run_id=run_id, trigger=req.trigger)
+        # lock first, then the run row: a kill in between leaves nothing "running"
+        if self.store.break_lock_if_dead(job.name, owner_alive):
+            bound.warning("stale_lock_broken", reason="previous owner process is gone")
+        self.store.acquire_lock(job.name, owner_id(), run_id)
         try:
-            self.store.acquire_lock(job.name, owner_id(), run_id)
-        except Exception as exc:
-            self.store.finish_run(run_id, outcome="failed", counts={}, error=str(exc))
-            raise
-        bound.info("run_started", mode=mode, dry_run=req.dry_run, items=len(req.items))
-        try:
+            self.store.begin_run(run_id, job.name, trigger=req.trigger, mode=mode,
+                                 dry_run=req.dry_run)
+            bound.info("run_started", mode=mode, dry_run=req.dry_run, items=len(req.items))
             self._run_pages(job, req, mode, result, bound)
             result.outcome = self._outcome(result)
         except ThresholdExceeded as exc:
@@ -132,13 +147,15 @@ class SyncEngine:
     def _run_pages(self, job: JobConfig, req: RunRequest, mode: str, result: RunResult,
                    log: Any) -> None:
         source_map = self.mapping(job.source)
+        runtime = {"policy": self.config.retry, "sleep": self.sleep}
         source = self._open_channel(self.config.channels[job.source], source_map,
-                                    lag_seconds=job.lag_seconds)
-        targets = [(self._open_channel(self.config.channels[t], self.mapping(t)), self.mapping(t))
-                   for t in job.targets]
+                                    lag_seconds=job.lag_seconds, **runtime)
+        targets = [(self._open_channel(self.config.channels[t], self.mapping(t), **runtime),
+                    self.mapping(t)) for t in job.targets]
         counts, force = result.counts, req.full or bool(req.items)
         checkpoint = self.store.checkpoint(job.name, job.source)
         seen_last: str | None = None
+        ordered = getattr(source, "ordered_scan", True)  # vanished rows need a key-ordered scan
         wanted = set(req.items)
         try:
             for page in extract(source, mode=mode if mode != "items" else "full",
@@ -169,7 +186,7 @@ class SyncEngine:
                                            quarantined=mapped.quarantined, source=job.source,
                                            cursor=page.cursor,
                                            advance=page.cursor is not None and mode == "incremental")
-                if mode == "full" and not req.dry_run:
+                if mode == "full" and not req.dry_run and ordered:
                     seen_last = self._vanished(job, page.records, source_map, seen_last,
                                                result, log)
                 self._check_threshold(job, counts)
@@ -179,7 +196,7 @@ class SyncEngine:
                     log.info("run_stopping", reason="stop requested")
                     result.error = "stopped before the end (stop requested); resumes from the checkpoint"
                     return
-            if mode == "full" and not req.dry_run:
+            if mode == "full" and not req.dry_run and ordered:
                 self._vanished(job, [], source_map, seen_last, result, log, final=True)
             result.missing_items = sorted(wanted)
         finally:

@@ -207,11 +207,12 @@ class _Compiler:
                        table=table.get("name"), cursor=table.get("cursor"),
                        platform=dict(platform))
 
-    def _only(self, section: LineDict, allowed: frozenset[str], what: str) -> None:
+    def _only(self, section: LineDict, allowed: frozenset[str], what: str,
+              field: str | None = None) -> None:
         for key in section:
             if key not in allowed:
                 raise self.fail(f"unknown key {key!r} in {what} (allowed: "
-                                f"{', '.join(sorted(allowed))})", section, key)
+                                f"{', '.join(sorted(allowed))})", section, key, field)
 
     def _fields(self, parent: LineDict, key: str, specs: dict[str, FieldSpec]) -> tuple[FieldMap, ...]:
         section = parent.get(key)
@@ -232,7 +233,7 @@ class _Compiler:
 
     def _field(self, spec: FieldSpec, body: LineDict) -> FieldMap:
         name = spec.name
-        self._only(body, FIELD_KEYS, f"field {name!r}")
+        self._only(body, FIELD_KEYS, f"field {name!r}", name)
         column = body.get("column")
         if column is not None and not isinstance(column, str):
             raise self.fail("'column' must be a column name", body, "column", field=name)

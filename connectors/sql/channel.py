@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from sqlalchemy import MetaData, Table, and_, delete, func, or_, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, NoSuchTableError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import NoSuchTableError, OperationalError, SQLAlchemyError, StatementError
 
 from connectors.base import Page, RawRecord, Receipt
 from syncd.errors import ConnectorError, TransferError, TransientTransferError
@@ -151,10 +151,11 @@ class SqlChannel:
             return [Receipt(r[self.key.name], "delivered") for r in records]
         except (OperationalError, TransientTransferError):
             raise
-        except DBAPIError as exc:
+        except (StatementError, UnicodeEncodeError) as exc:  # this content, not the connection
             if len(records) == 1:
+                orig = getattr(exc, "orig", None) or exc
                 return [Receipt(records[0][self.key.name], "rejected",
-                                error=f"{type(exc.orig).__name__}: {exc.orig}"[:500])]
+                                error=f"{type(orig).__name__}: {orig}"[:500])]
             mid = len(records) // 2
             return self.write(records[:mid]) + self.write(records[mid:])
 

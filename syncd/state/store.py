@@ -8,7 +8,6 @@ a no-op).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -110,13 +109,11 @@ class StateStore:
         self.engine.dispose()
 
     # --- runs -----------------------------------------------------------------
-    def begin_run(self, job: str, *, trigger: str, mode: str, dry_run: bool) -> str:
-        run_id = str(uuid.uuid4())
+    def begin_run(self, run_id: str, job: str, *, trigger: str, mode: str, dry_run: bool) -> None:
         with self.engine.begin() as conn:
             conn.execute(t.job_run.insert().values(
                 id=run_id, job=job, trigger=trigger, mode=mode, dry_run=int(dry_run),
                 started_at=self.clock(), outcome="running"))
-        return run_id
 
     def finish_run(self, run_id: str, *, outcome: str, counts: dict[str, int],
                    error: str | None = None) -> None:
@@ -171,15 +168,22 @@ class StateStore:
             conn.execute(delete(t.job_lock).where(and_(t.job_lock.c.job == job,
                                                        t.job_lock.c.run_id == run_id)))
 
-    def break_stale_locks(self, owner_alive: Callable[[str], bool]) -> list[str]:
-        """Drop locks whose owner process is gone (after a crash); returns the jobs freed."""
-        freed = []
+    def break_lock_if_dead(self, job: str, owner_alive: Callable[[str], bool]) -> bool:
+        """Free the job's lock when its owner process is gone (after a crash or SIGKILL).
+
+        The interrupted run is marked ``interrupted``; True when a lock was freed.
+        """
         with self.engine.begin() as conn:
-            for row in conn.execute(select(t.job_lock)).all():
-                if not owner_alive(row.owner):
-                    conn.execute(delete(t.job_lock).where(t.job_lock.c.job == row.job))
-                    freed.append(row.job)
-        return freed
+            row = conn.execute(select(t.job_lock).where(t.job_lock.c.job == job)).first()
+            if row is None or owner_alive(row.owner):
+                return False
+            conn.execute(delete(t.job_lock).where(and_(t.job_lock.c.job == job,
+                                                       t.job_lock.c.run_id == row.run_id)))
+            conn.execute(update(t.job_run).where(and_(t.job_run.c.id == row.run_id,
+                                                      t.job_run.c.outcome == "running"))
+                         .values(outcome="interrupted", finished_at=self.clock(),
+                                 error=f"owner {row.owner} died; next run resumes from the checkpoint"))
+        return True
 
     # --- checkpoints and delivered hashes -------------------------------------
     def checkpoint(self, job: str, channel: str) -> str | None:
@@ -200,7 +204,7 @@ class StateStore:
         with self.engine.connect() as conn:
             rows = conn.execute(select(s.c.item_code, s.c.content_hash).where(and_(
                 s.c.job == job, s.c.target == target, s.c.item_code.in_(list(codes)))))
-            return dict(rows.tuples().all())
+            return {code: h for code, h in rows}
 
     def delivered_codes_between(self, job: str, target: str, after: str | None,
                                 upto: str | None) -> list[str]:
@@ -309,8 +313,8 @@ class StateStore:
     def outbox_counts(self) -> dict[str, int]:
         o = t.outbox
         with self.engine.connect() as conn:
-            return dict(conn.execute(select(o.c.status, func.count()).group_by(o.c.status))
-                        .tuples().all())
+            rows = conn.execute(select(o.c.status, func.count()).group_by(o.c.status))
+            return {status: n for status, n in rows}
 
     def discard(self, *, job: str | None = None, items: Sequence[str] | None = None) -> int:
         o = t.outbox

@@ -1,0 +1,140 @@
+"""SQL → SQL sync through the mappings vs the raw driver read + bulk write of the same rows.
+
+Measurements (JSON lines):
+  raw_copy_<db>          raw DBAPI: read the item, material and fee rows, bulk-insert them
+  sync_full_<db>         syncd: full sync hall_db → portal_db through both mappings
+  sync_incremental_<db>  syncd: after 1% of the items changed; cost should follow the changes
+ratio = rows_per_s / raw_rows_per_s (same run, same database).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from common import emit, log, scratch_db, timed, workdir
+
+from connectors.sql import SqlChannel
+from syncd.config import load_config
+from syncd.engine import RunRequest, SyncEngine
+from syncd.legacy_schemas import SCHEMAS, create_legacy_tables
+from syncd.mapping import load_mapping
+from syncd.codes import MAPPINGS_DIR
+from syncd.sample import edit, generate
+from syncd.sqlutil import make_engine
+from syncd.state.store import open_store
+
+
+def seed(url: str, items: list) -> None:
+    channel = SqlChannel("src", make_engine(url), load_mapping(MAPPINGS_DIR / "hall_db.yaml"))
+    for i in range(0, len(items), 2000):
+        channel.write([channel.mapping.from_item(x) for x in items[i:i + 2000]])
+    channel.close()
+
+
+def raw_copy(src_url: str, dst_url: str) -> int:
+    """Read every hall table with the bare DBAPI cursor and executemany them into a copy."""
+    md = sa.MetaData()
+    tables = SCHEMAS["hall_db"](md)
+    dst_engine = make_engine(dst_url)
+    md.create_all(dst_engine)
+    src_engine = make_engine(src_url)
+    src, dst = src_engine.raw_connection(), dst_engine.raw_connection()
+    q = '"' if src_engine.dialect.name != "mysql" else "`"
+    qd = '"' if dst_engine.dialect.name != "mysql" else "`"
+    mark = "?" if dst_engine.dialect.name == "sqlite" else "%s"
+    rows_main = 0
+    try:
+        for table in tables:
+            cols = [c.name for c in table.columns]
+            cur, out = src.cursor(), dst.cursor()
+            cur.execute(f"select {', '.join(q + c + q for c in cols)} from {q}{table.name}{q}")
+            insert = (f"insert into {qd}{table.name}{qd} ({', '.join(qd + c + qd for c in cols)}) "
+                      f"values ({', '.join([mark] * len(cols))})")
+            while batch := cur.fetchmany(2000):
+                out.executemany(insert, batch)
+                if table.name == "SP_SXXX":
+                    rows_main += len(batch)
+            dst.commit()
+    finally:
+        src.close()
+        dst.close()
+        src_engine.dispose()
+        dst_engine.dispose()
+    return rows_main
+
+
+def config_for(tmp: Path, src_url: str, dst_url: str) -> Path:
+    path = tmp / "syncd.toml"
+    path.write_text(f"""
+state_db = "sqlite:///{tmp}/state.db"
+[channels.src]
+kind = "sql"
+url = "{src_url}"
+mapping = "hall_db.yaml"
+[channels.dst]
+kind = "sql"
+url = "{dst_url}"
+mapping = "portal_db.yaml"
+[jobs.bench]
+source = "src"
+targets = ["dst"]
+page_size = 2000
+""", encoding="utf-8")
+    return path
+
+
+def run(db: str, rows: int) -> None:
+    with workdir() as tmpname, scratch_db(db, Path(tmpname)) as src_url, \
+            scratch_db(db, Path(tmpname)) as raw_url, scratch_db(db, Path(tmpname)) as dst_url:
+        tmp = Path(tmpname)
+        log(f"[{db}] generating and seeding {rows} items")
+        items = list(generate(rows, seed=42))
+        create_legacy_tables(make_engine(src_url), "hall_db")
+        seed(src_url, items)
+        create_legacy_tables(make_engine(dst_url), "portal_db")
+
+        with timed() as raw_t:
+            copied = raw_copy(src_url, raw_url)
+        raw_rate = copied / raw_t[0]
+        emit(name=f"raw_copy_{db}", rows=copied, seconds=round(raw_t[0], 3),
+             rows_per_s=round(raw_rate, 1))
+
+        config = load_config(config_for(tmp, src_url, dst_url), os.environ)
+        store = open_store(config.state_db)
+        engine = SyncEngine(config, store)
+        with timed() as full_t:
+            result = engine.run(RunRequest("bench"))
+        assert result.counts["delivered"] == rows, result
+        rate = rows / full_t[0]
+        emit(name=f"sync_full_{db}", rows=rows, seconds=round(full_t[0], 3),
+             rows_per_s=round(rate, 1), raw_rows_per_s=round(raw_rate, 1),
+             ratio=round(rate / raw_rate, 3))
+
+        changed = max(1, rows // 100)
+        later = datetime(2027, 1, 1, tzinfo=UTC)
+        step = rows // changed
+        seed(src_url, [dataclasses.replace(edit(items[i], i), updated_at=later + timedelta(seconds=i))
+                       for i in range(0, rows, step)][:changed])
+        with timed() as inc_t:
+            result = engine.run(RunRequest("bench"))
+        assert result.counts["delivered"] == changed, result
+        inc_rate = changed / inc_t[0]
+        emit(name=f"sync_incremental_{db}", rows=changed, table_rows=rows,
+             seconds=round(inc_t[0], 3), rows_per_s=round(inc_rate, 1),
+             raw_rows_per_s=round(raw_rate, 1), ratio=round(inc_rate / raw_rate, 3),
+             seconds_vs_full=round(inc_t[0] / full_t[0], 4))
+        store.close()
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="bench/run.py sync")
+    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--db", action="append", choices=["sqlite", "postgres", "mysql"])
+    args = parser.parse_args(argv)
+    for db in args.db or ["sqlite", "postgres", "mysql"]:
+        run(db, args.rows)

@@ -1,0 +1,231 @@
+"""Reconciliation: every difference between channels, field by field, in bounded memory.
+
+Each channel is streamed in item_code order (a channel whose listing is not in
+key order is first spilled to a temporary SQLite file and read back sorted),
+the streams are merged, and each item is compared with the reference channel
+on normalised comparison keys, so cosmetic differences (width, whitespace,
+dashes, phone formats, order of materials) are not reported.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sqlite3
+import tempfile
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from syncd.errors import ConnectorError, MappingError
+from syncd.mapping import Mapping
+from syncd.model import CHILDREN, ITEM_FIELDS, ServiceItem, comparison_view, validate
+from syncd.report.data import Diff
+
+PAGE = 1000
+#: fields compared one by one (metadata such as version and update time is not content)
+COMPARED = [s for s in ITEM_FIELDS.values() if s.content and s.name != "item_code"]
+
+
+@dataclass
+class ChannelStats:
+    """Counts for one compared channel."""
+
+    items: int = 0            # items in the union of reference and this channel
+    consistent: int = 0
+    unreadable: int = 0       # records the mapping could not read (reported, not compared)
+    fields_equal: Counter[str] = field(default_factory=Counter)
+    fields_compared: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rate(self) -> float:
+        return self.consistent / self.items if self.items else 1.0
+
+
+@dataclass
+class ReconcileResult:
+    run_id: str
+    started_at: datetime
+    reference: str
+    channels: list[str]
+    items: int = 0
+    diffs: list[Diff] = field(default_factory=list)
+    stats: dict[str, ChannelStats] = field(default_factory=dict)
+    unreadable: list[tuple[str, str, str]] = field(default_factory=list)  # (channel, code, reason)
+
+    def field_rates(self) -> dict[str, float]:
+        """Consistency per field, over every compared channel."""
+        equal, compared = Counter[str](), Counter[str]()
+        for s in self.stats.values():
+            equal.update(s.fields_equal)
+            compared.update(s.fields_compared)
+        return {f: equal[f] / compared[f] for f in compared if compared[f]}
+
+
+def sorted_items(source: Any, mapping: Mapping, workdir: Path, *,
+                 keys: Sequence[str] | None = None) -> Iterator[tuple[str, ServiceItem | str]]:
+    """(item_code, item) in item_code order; an unreadable record gives (code, reason)."""
+    pages = source.scan(PAGE, keys=keys) if keys else source.scan(PAGE)
+    if getattr(source, "ordered_scan", True):
+        yield from _checked_order(source.name, _mapped(mapping, pages))
+        return
+    yield from _spilled(mapping, pages, workdir)
+
+
+def _mapped(mapping: Mapping, pages: Iterable[Any]) -> Iterator[tuple[str, ServiceItem | str]]:
+    for page in pages:
+        for record in page.records:
+            try:
+                item = mapping.to_item(record)
+                validate(item)
+                yield item.item_code, item
+            except MappingError as exc:
+                code = exc.item_code or str(record.get(mapping.key_column, ""))
+                yield code, f"{exc.field or ''}: {exc.reason}"
+
+
+def _checked_order(channel: str, stream: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    last = ""
+    for code, value in stream:
+        if code < last:
+            raise ConnectorError(f"listing not in item_code order ({code!r} after {last!r}); "
+                                 "its collation differs from code point order", channel=channel)
+        last = code
+        yield code, value
+
+
+def _spilled(mapping: Mapping, pages: Iterable[Any], workdir: Path
+             ) -> Iterator[tuple[str, ServiceItem | str]]:
+    """Sort a listing by key through a temporary SQLite file (bounded memory)."""
+    path = workdir / f"spill-{uuid.uuid4().hex}.db"
+    db = sqlite3.connect(path)
+    try:
+        db.execute("create table r (code text primary key, raw blob)")
+        for page in pages:
+            db.executemany("insert or replace into r values (?, ?)",
+                           [(str(r.get(mapping.key_column)), orjson.dumps(r)) for r in page.records])
+        db.commit()
+        for _code, raw in db.execute("select code, raw from r order by code"):
+            yield from _mapped(mapping, [_OnePage([orjson.loads(raw)])])
+    finally:
+        db.close()
+        path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class _OnePage:
+    records: list[dict[str, Any]]
+
+
+def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
+              keys: Sequence[str] | None = None, workdir: Path | None = None,
+              max_diffs: int = 1_000_000) -> ReconcileResult:
+    """Compare every channel with ``reference`` item by item and field by field.
+
+    Args:
+        channels: name → (connector with ``scan``, its mapping); includes the reference.
+        keys: only these items.
+        max_diffs: stop collecting differences past this many (counts stay exact).
+    """
+    names = list(channels)
+    result = ReconcileResult(str(uuid.uuid4()), datetime.now(UTC), reference,
+                             [n for n in names if n != reference])
+    result.stats = {n: ChannelStats() for n in result.channels}
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        streams = [_tagged(i, sorted_items(channels[n][0], channels[n][1], Path(tmp), keys=keys))
+                   for i, n in enumerate(names)]
+        group: dict[str, ServiceItem | str] = {}
+        current: str | None = None
+        for code, i, value in heapq.merge(*streams, key=lambda t: (t[0], t[1])):
+            if code != current and current is not None:
+                _compare_group(current, group, result, max_diffs)
+                group = {}
+            current = code
+            group[names[i]] = value
+        if current is not None:
+            _compare_group(current, group, result, max_diffs)
+    return result
+
+
+def _tagged(index: int, stream: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, int, Any]]:
+    for code, value in stream:
+        yield code, index, value
+
+
+def _compare_group(code: str, group: dict[str, ServiceItem | str], result: ReconcileResult,
+                   max_diffs: int) -> None:
+    result.items += 1
+    ref = group.get(result.reference)
+    for name, value in group.items():
+        if isinstance(value, str):
+            result.unreadable.append((name, code, value))
+    ref_item = ref if isinstance(ref, ServiceItem) else None
+    ref_view = comparison_view(ref_item) if ref_item else None
+    title = ref_item.item_name if ref_item else None
+    for name in result.channels:
+        stats = result.stats[name]
+        other = group.get(name)
+        if isinstance(other, str) or (ref is not None and ref_item is None):
+            stats.unreadable += 1
+            stats.items += 1
+            continue
+        if ref_item is None and other is None:
+            continue
+        stats.items += 1
+        found: list[Diff] = []
+        if other is None:
+            found.append(Diff(code, title, None, None, "missing", name))
+        elif ref_item is None:
+            found.append(Diff(code, other.item_name, None, None, "extra", name))
+        else:
+            found = _field_diffs(code, title, ref_item, ref_view, other, name, stats)
+        if not found:
+            stats.consistent += 1
+        room = max_diffs - len(result.diffs)
+        result.diffs.extend(found[:max(room, 0)])
+
+
+def _field_diffs(code: str, title: str | None, ref: ServiceItem, ref_view: dict[str, Any] | None,
+                 other: ServiceItem, channel: str, stats: ChannelStats) -> list[Diff]:
+    view = comparison_view(other)
+    assert ref_view is not None
+    diffs = []
+    for spec in COMPARED:
+        stats.fields_compared[spec.name] += 1
+        if view[spec.name] == ref_view[spec.name]:
+            stats.fields_equal[spec.name] += 1
+        else:
+            diffs.append(Diff(code, title, spec.name, spec.label, "differs", channel,
+                              _show(getattr(ref, spec.name)), _show(getattr(other, spec.name))))
+    for attr, (_cls, specs, label) in CHILDREN.items():
+        stats.fields_compared[attr] += 1
+        if view[attr] == ref_view[attr]:
+            stats.fields_equal[attr] += 1
+        else:
+            diffs.append(Diff(code, title, attr, label, "differs", channel,
+                              _show_children(getattr(ref, attr)),
+                              _show_children(getattr(other, attr))))
+    if diffs and ref.version is not None and other.version is not None \
+            and other.version < ref.version:
+        diffs.insert(0, Diff(code, title, "version", ITEM_FIELDS["version"].label, "stale",
+                             channel, str(ref.version), str(other.version)))
+    return diffs
+
+
+def _show(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    return str(value)
+
+
+def _show_children(rows: Sequence[Any]) -> str:
+    return "；".join(sorted(getattr(r, "name", "") for r in rows))

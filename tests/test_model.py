@@ -1,0 +1,79 @@
+"""The canonical model's rules: code checks, validation, the content hash."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from syncd.errors import ValidationError
+from syncd.model import (
+    Material,
+    ServiceItem,
+    content_hash,
+    from_data,
+    to_data,
+    uscc_check_char,
+    uscc_problem,
+    validate,
+)
+
+BASE = "11450721MB1558081"
+USCC = BASE + uscc_check_char(BASE)
+
+
+def item(**over) -> ServiceItem:
+    values = dict(item_code=USCC + "4" + "000104002000", item_name="固定资产投资项目节能审查",
+                  item_type="01", dept_name="灵山县行政审批局", status="1",
+                  catalog_code="000104002000", dept_code=USCC, exercise_level="4",
+                  legal_time_limit=20, legal_limit_unit="1", consult_phone="0777-6428820",
+                  materials=(Material("申请表", "2", "1", 1, "1", "10", "《节约能源法》", 1),
+                             Material("营业执照", "1", "1", 1, "1", "20", "《行政许可法》", 2)))
+    values.update(over)
+    return ServiceItem(**values)
+
+
+def test_real_credit_codes_pass_the_gb32100_check():
+    # from real implementation codes (DOMAIN.md §1.2)
+    for code in ("11450721MB15580811", "11450721348531435D", "11440000MB2D0164XH"):
+        assert uscc_problem(code) is None, code
+
+
+def test_a_wrong_check_character_is_named():
+    assert "校验位" in uscc_problem("11450721MB15580812")
+
+
+def test_valid_item_passes():
+    validate(item())
+
+
+@pytest.mark.parametrize(("over", "field"), [
+    ({"item_code": USCC + "4" + "00010400200"}, "item_code"),
+    ({"item_code": USCC[:-1] + "0" + "4" + "000104002000", "dept_code": None}, "item_code"),
+    ({"item_code": USCC + "8" + "000104002000", "exercise_level": None}, "item_code"),
+    ({"catalog_code": "000104002001"}, "catalog_code"),
+    ({"item_type": "99"}, "item_type"),
+    ({"item_name": "／"}, "item_name"),
+    ({"promised_time_limit": 5}, "promised_limit_unit"),
+    ({"legal_time_limit": -1}, "legal_time_limit"),
+    ({"materials": (Material("",),)}, "materials[0].name"),
+    ({"materials": (Material("表", necessity="9"),)}, "materials[0].necessity"),
+])
+def test_rule_breaks_name_their_field(over, field):
+    with pytest.raises(ValidationError) as err:
+        validate(item(**over))
+    assert err.value.field == field
+
+
+def test_hash_ignores_cosmetics_and_material_order_but_not_content():
+    a = item(consult_phone="0777-6428820", conditions="申请人应当具备：<br>（一）合法资格")
+    b = item(consult_phone="０７７７—6428820", conditions="申请人应当具备：\n(一)合法资格",
+             materials=tuple(reversed(a.materials)))
+    assert content_hash(a) == content_hash(b)
+    assert content_hash(a) != content_hash(dataclasses.replace(a, legal_time_limit=15))
+    assert content_hash(a) == content_hash(dataclasses.replace(a, version=9))  # metadata
+
+
+def test_plain_data_round_trip():
+    a = item()
+    assert from_data(to_data(a)) == a
