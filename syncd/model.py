@@ -205,10 +205,10 @@ def item_code_problem(item: ServiceItem) -> tuple[str, str] | None:
 
 def _check_value(spec: FieldSpec, value: Any, tables: dict[str, dict[str, str]]) -> str | None:
     """Why ``value`` breaks ``spec``, or None."""
+    if value is None or value == ():
+        return "必填项缺失或为占位符" if spec.required else None
     if spec.required and is_placeholder(value):
         return "必填项缺失或为占位符"
-    if value is None:
-        return None
     if spec.kind in ("text", "phone"):
         if "\x00" in value:
             return "含 NUL 字符"

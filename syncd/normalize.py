@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from functools import lru_cache
 
 PLACEHOLDERS = frozenset({"", "无", "/", "／", "-", "—", "暂无", "null", "NULL", "None", "无。"})
 
@@ -35,6 +36,7 @@ def is_placeholder(value: object) -> bool:
     return False
 
 
+@lru_cache(maxsize=1 << 16)  # guides repeat boilerplate (hours, addresses, bases) endlessly
 def text_key(value: str | None) -> str:
     """The comparison key of a free-text field."""
     if not value:
@@ -54,6 +56,7 @@ def text_key(value: str | None) -> str:
     return "" if s in PLACEHOLDERS else s
 
 
+@lru_cache(maxsize=1 << 14)
 def phone_key(value: str | None) -> str:
     """Phones: ``0777—6428820`` and ``0777-642 8820`` compare equal."""
     s = text_key(value)

@@ -55,47 +55,32 @@ DEPTS = {
     "yb": ("医疗保障局", ((f"{_L}社会保险法", 98), ("医疗保障基金使用监督管理条例", 50))),
 }
 # "type dept who name": who p = natural persons served, c = enterprises and organisations
-_BASES = """01 sc c 食品经营许可证核发|01 zr c 建设工程规划许可证核发|01 wj c 公共场所卫生许可
-01 sc c 药品零售企业许可|01 zj c 燃气经营许可证核发|01 zj c 建筑工程施工许可证核发
-01 zr p 乡村建设规划许可证核发|01 jt c 道路货物运输经营许可|01 wl c 出版物零售单位设立审批
-01 wl c 娱乐场所经营活动审批|01 jy c 民办学校设立审批|01 wj c 医疗机构执业登记
-01 zj c 城镇污水排入排水管网许可证核发|01 zj c 城市建筑垃圾处置核准|01 sl c 取水许可
-01 zr p 林木采伐许可证核发|01 ny c 农作物种子生产经营许可证核发|01 ny c 兽药经营许可证核发
-01 ny c 动物防疫条件合格证核发|01 wj c 供水单位卫生许可|01 wj c 放射诊疗许可
-01 sp c 固定资产投资项目节能审查|01 zj c 占用、挖掘城市道路审批|01 zj c 临时占用城市绿地审批
-01 zj c 户外广告设施设置审批|01 zj p 砍伐城市树木审批|01 jt c 网络预约出租汽车经营许可
-01 wl c 旅行社设立许可|01 rs c 人力资源服务许可|01 rs c 劳务派遣经营许可
-01 yj c 危险化学品经营许可|01 yj c 烟花爆竹经营（零售）许可|01 jt p 道路运输从业人员从业资格证核发
-20 rs p 城乡居民基本养老保险参保登记|20 rs p 失业登记|20 rs p 就业创业证申领|20 rs p 社会保障卡申领
-20 zr p 不动产登记资料查询|20 rs p 流动人员人事档案接收|20 jy p 义务教育阶段学生转学
-20 wj p 预防接种服务|20 rs p 个人参保证明查询打印|20 yb p 基本医疗保险关系转移接续
-20 rs p 高校毕业生就业报到|20 rs p 创业担保贷款申请|20 rs p 职业技能等级证书查询
-20 wl p 公共体育场馆开放服务|20 wl p 公共图书馆借阅服务|20 zj p 农村危房改造申请
-20 mz p 婚姻登记预约|20 yb p 城乡居民基本医疗保险参保登记|20 rs c 企业职工基本养老保险参保登记
-20 rs c 单位就业登记|20 yb c 职工基本医疗保险参保登记|20 jt p 公交IC卡办理
-20 jy p 教师资格认定咨询|20 wj p 出生医学证明办理|20 mz p 殡葬服务|20 sc c 企业信用信息公示
-05 rs p 城乡居民基本养老保险待遇发放|05 mz p 最低生活保障金给付|05 mz p 特困人员救助供养金给付
-05 mz p 临时救助金给付|05 mz p 高龄津贴发放|05 rs p 失业保险金申领|05 rs p 丧葬补助金、抚恤金申领
-05 mz p 困难残疾人生活补贴发放|07 mz p 最低生活保障对象认定|07 mz p 特困人员认定
-07 sc c 个体工商户设立登记|07 zr p 不动产首次登记|07 rs p 工伤认定|07 rs p 就业困难人员认定
-07 mz c 社会团体成立登记|07 mz c 民办非企业单位成立登记|10 zj c 建设工程竣工验收备案
-10 zj c 房屋建筑工程施工图审查备案|10 mz c 民办非企业单位年度检查|10 sc c 食品小作坊登记
-10 wl c 全民健身设施拆迁或者改变用途批准|10 ny c 农药经营备案|10 zj c 物业服务企业备案
-10 jt c 机动车维修经营备案|06 sc c 对食品生产经营者的监督检查|06 wj c 对公共场所卫生的监督检查
-06 yj c 对生产经营单位安全生产的监督检查|06 zj c 对建筑施工现场的监督检查
-06 jt c 对道路运输经营者的监督检查|06 rs c 对用人单位遵守劳动保障法律法规情况的检查
-06 ny c 对农资经营者的监督检查|06 wl c 对娱乐场所经营活动的监督检查
-02 sc c 对未取得食品经营许可从事食品经营活动的行政处罚|02 wl c 对擅自改变全民健身设施用途的行政处罚
-02 zj c 对未取得施工许可证擅自施工的行政处罚|02 zj c 对擅自占用、挖掘城市道路的行政处罚
-02 wj c 对公共场所未取得卫生许可证经营的行政处罚|02 jt c 对未取得道路运输经营许可擅自经营的行政处罚
-02 rs c 对用人单位未按时足额支付劳动报酬的行政处罚|02 yj c 对未取得危险化学品经营许可证经营的行政处罚
-02 zr c 对未取得建设工程规划许可证进行建设的行政处罚|02 sl c 对未经批准擅自取水的行政处罚
-02 ny c 对经营假、劣种子的行政处罚|02 sc c 对个体工商户未按规定报送年度报告的行政处罚
-02 wl c 对娱乐场所超时营业的行政处罚|02 yb c 对定点医药机构骗取医疗保障基金的行政处罚
-02 zj c 对随意倾倒建筑垃圾的行政处罚|02 wj c 对医疗机构使用非卫生技术人员的行政处罚
-03 sc c 查封、扣押不符合食品安全标准的食品|03 yj c 查封违法储存危险化学品的场所
-03 zj c 强制拆除违法建设|04 zj c 城市基础设施配套费征收|04 sl c 水资源费征收|04 zr c 土地复垦费征收
-08 mz p 对见义勇为人员的奖励|08 jy p 对优秀教师的表彰奖励|08 rs c 对就业创业工作成绩显著单位的奖励
+_BASES = """01 sc c 食品经营许可证核发|01 zr c 建设工程规划许可证核发|01 wj c 公共场所卫生许可|01 sc c 药品零售企业许可
+01 zj c 燃气经营许可证核发|01 zj c 建筑工程施工许可证核发|01 zr p 乡村建设规划许可证核发|01 jt c 道路货物运输经营许可|01 wl c 出版物零售单位设立审批
+01 wl c 娱乐场所经营活动审批|01 jy c 民办学校设立审批|01 wj c 医疗机构执业登记|01 zj c 城镇污水排入排水管网许可证核发|01 zj c 城市建筑垃圾处置核准
+01 sl c 取水许可|01 zr p 林木采伐许可证核发|01 ny c 农作物种子生产经营许可证核发|01 ny c 兽药经营许可证核发|01 ny c 动物防疫条件合格证核发
+01 wj c 供水单位卫生许可|01 wj c 放射诊疗许可|01 sp c 固定资产投资项目节能审查|01 zj c 占用、挖掘城市道路审批|01 zj c 临时占用城市绿地审批
+01 zj c 户外广告设施设置审批|01 zj p 砍伐城市树木审批|01 jt c 网络预约出租汽车经营许可|01 wl c 旅行社设立许可|01 rs c 人力资源服务许可
+01 rs c 劳务派遣经营许可|01 yj c 危险化学品经营许可|01 yj c 烟花爆竹经营（零售）许可|01 jt p 道路运输从业人员从业资格证核发
+20 rs p 城乡居民基本养老保险参保登记|20 rs p 失业登记|20 rs p 就业创业证申领|20 rs p 社会保障卡申领|20 zr p 不动产登记资料查询
+20 rs p 流动人员人事档案接收|20 jy p 义务教育阶段学生转学|20 wj p 预防接种服务|20 rs p 个人参保证明查询打印|20 yb p 基本医疗保险关系转移接续
+20 rs p 高校毕业生就业报到|20 rs p 创业担保贷款申请|20 rs p 职业技能等级证书查询|20 wl p 公共体育场馆开放服务|20 wl p 公共图书馆借阅服务
+20 zj p 农村危房改造申请|20 mz p 婚姻登记预约|20 yb p 城乡居民基本医疗保险参保登记|20 rs c 企业职工基本养老保险参保登记|20 rs c 单位就业登记
+20 yb c 职工基本医疗保险参保登记|20 jt p 公交IC卡办理|20 jy p 教师资格认定咨询|20 wj p 出生医学证明办理|20 mz p 殡葬服务
+20 sc c 企业信用信息公示|05 rs p 城乡居民基本养老保险待遇发放|05 mz p 最低生活保障金给付|05 mz p 特困人员救助供养金给付|05 mz p 临时救助金给付
+05 mz p 高龄津贴发放|05 rs p 失业保险金申领|05 rs p 丧葬补助金、抚恤金申领|05 mz p 困难残疾人生活补贴发放|07 mz p 最低生活保障对象认定
+07 mz p 特困人员认定|07 sc c 个体工商户设立登记|07 zr p 不动产首次登记|07 rs p 工伤认定|07 rs p 就业困难人员认定|07 mz c 社会团体成立登记
+07 mz c 民办非企业单位成立登记|10 zj c 建设工程竣工验收备案|10 zj c 房屋建筑工程施工图审查备案|10 mz c 民办非企业单位年度检查|10 sc c 食品小作坊登记
+10 wl c 全民健身设施拆迁或者改变用途批准|10 ny c 农药经营备案|10 zj c 物业服务企业备案|10 jt c 机动车维修经营备案|06 sc c 对食品生产经营者的监督检查
+06 wj c 对公共场所卫生的监督检查|06 yj c 对生产经营单位安全生产的监督检查|06 zj c 对建筑施工现场的监督检查|06 jt c 对道路运输经营者的监督检查
+06 rs c 对用人单位遵守劳动保障法律法规情况的检查|06 ny c 对农资经营者的监督检查|06 wl c 对娱乐场所经营活动的监督检查
+02 sc c 对未取得食品经营许可从事食品经营活动的行政处罚|02 wl c 对擅自改变全民健身设施用途的行政处罚|02 zj c 对未取得施工许可证擅自施工的行政处罚
+02 zj c 对擅自占用、挖掘城市道路的行政处罚|02 wj c 对公共场所未取得卫生许可证经营的行政处罚|02 jt c 对未取得道路运输经营许可擅自经营的行政处罚
+02 rs c 对用人单位未按时足额支付劳动报酬的行政处罚|02 yj c 对未取得危险化学品经营许可证经营的行政处罚|02 zr c 对未取得建设工程规划许可证进行建设的行政处罚
+02 sl c 对未经批准擅自取水的行政处罚|02 ny c 对经营假、劣种子的行政处罚|02 sc c 对个体工商户未按规定报送年度报告的行政处罚|02 wl c 对娱乐场所超时营业的行政处罚
+02 yb c 对定点医药机构骗取医疗保障基金的行政处罚|02 zj c 对随意倾倒建筑垃圾的行政处罚|02 wj c 对医疗机构使用非卫生技术人员的行政处罚
+03 sc c 查封、扣押不符合食品安全标准的食品|03 yj c 查封违法储存危险化学品的场所|03 zj c 强制拆除违法建设|04 zj c 城市基础设施配套费征收
+04 sl c 水资源费征收|04 zr c 土地复垦费征收|08 mz p 对见义勇为人员的奖励|08 jy p 对优秀教师的表彰奖励|08 rs c 对就业创业工作成绩显著单位的奖励
 09 zr p 土地权属争议裁决|09 ny p 林木林地权属争议裁决"""
 _QUALIFIERS = {"01": ("", "（新办）", "（变更）", "（延续）", "（注销）", "（补证）"),
                "20": ("", "（个人）", "（单位）", "（变更）"), "05": ("", "（城市）", "（农村）"),
@@ -144,7 +129,8 @@ _FEES = tuple(Fee(*f) for f in (
     ("水资源费", "按自治区价格主管部门核定的标准收取", "《取水许可和水资源费征收管理条例》第二十八条"),
     ("特种设备检验检测费", "按《广西壮族自治区特种设备检验检测收费标准》规定标准收取", "《行政事业性收费项目目录》")))
 _DEPT_FEE = {"zr": 0, "zj": 2, "sl": 3, "sc": 4}  # index into _FEES; other departments: 证书工本费
-_OBJECTS = {"p": (("1",), ("1",), ("1", "2")), "c": (("2",), ("2", "5"), ("1", "2", "5"), ("2", "3", "4"))}
+_OBJECTS = {"p": (("1",), ("1",), ("1", "2")),
+            "c": (("2",), ("2", "5"), ("1", "2", "5"), ("2", "3", "4"))}
 _MODES = (("1",), ("1", "2"), ("1", "2"), ("1", "2"), ("1", "2", "3"), ("1", "2", "3"))
 _LEGAL_DAYS = (5, 7, 10, 15, 20, 20, 30, 60)
 _UNIT_TEXT = {"1": "工作日", "2": "自然日"}
@@ -159,7 +145,8 @@ def _cn(n: int) -> str:
         tens, ones = divmod(n, 10)
         return ("" if tens == 1 else _DIGIT_CN[tens]) + "十" + (_DIGIT_CN[ones] if ones else "")
     hundreds, rest = divmod(n, 100)
-    tail = "" if rest == 0 else "零" + _DIGIT_CN[rest] if rest < 10 else "一" * (rest < 20) + _cn(rest)
+    tail = ("" if rest == 0 else "零" + _DIGIT_CN[rest] if rest < 10
+            else "一" * (rest < 20) + _cn(rest))
     return _DIGIT_CN[hundreds] + "百" + tail
 
 
@@ -190,8 +177,9 @@ _CITES = {(d, permit): tuple(f"《{title}》第{_cn(n)}条" for title, arts in
 def _kit(rng: random.Random, dept: str, who: str) -> tuple[Material, ...]:
     """One material list: 1–6 rows, 申请表 first in 80 %, most rows citing a law."""
     cites = _CITES[dept, False]
-    pool = [(n, t, s) for n, t, s, w in _COMMON_MATERIALS if who in w] + [
-        (m[1:], "1", "20") if m[0] == "*" else (m, "3", "10") for m in _DEPT_MATERIALS.get(dept, ())]
+    pool = [(n, t, s) for n, t, s, w in _COMMON_MATERIALS if who in w]
+    pool += [(m[1:], "1", "20") if m[0] == "*" else (m, "3", "10")
+             for m in _DEPT_MATERIALS.get(dept, ())]
     total = rng.randint(1, 6)
     rows = [("申请表", "2", "10")] if rng.random() < 0.8 else []
     rows += rng.sample(pool, min(len(pool), total - len(rows)))
@@ -265,7 +253,8 @@ def _make(i: int, seed: int, region_code: str) -> ServiceItem:
         legal_limit_note=f"{legal}个{_UNIT_TEXT[unit]}", promised_time_limit=promised,
         promised_limit_unit=unit, promised_limit_note=f"{promised}个{_UNIT_TEXT[unit]}",
         visit_count=visits, visit_reason=pick(_VISIT_REASONS) if visits else None,
-        handle_modes=modes, online_url=f"https://zwfw.gxzf.gov.cn/eportal/bszn/{code}" if depth else None,
+        handle_modes=modes,
+        online_url=f"https://zwfw.gxzf.gov.cn/eportal/bszn/{code}" if depth else None,
         online_depth=depth, charged=charged, conditions=pick(_CONDITION_TEXTS[who]),
         process=(_PROCESS_ENFORCE if item_type in ("02", "03") else
                  pick(_PROCESS_INSTANT) if instant else pick(_PROCESS)),
