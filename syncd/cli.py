@@ -144,6 +144,18 @@ def status(obj: Ctx) -> None:
         store.close()
 
 
+@main.command("run")
+@click.option("--drain-timeout", default=25.0, show_default=True, metavar="SECONDS",
+              help="on SIGTERM, how long running jobs get to finish their current page")
+@click.pass_obj
+@guarded
+def run_daemon(obj: Ctx, drain_timeout: float) -> None:
+    """Run the daemon: scheduled jobs, outbox replay, reports and the admin API."""
+    from syncd.daemon import serve
+
+    sys.exit(serve(obj.config, drain_timeout=drain_timeout))
+
+
 @main.group()
 def mappings() -> None:
     """Mapping files."""
@@ -263,6 +275,30 @@ def demo(items: int, workdir: Path, as_json: bool) -> None:
     summary = run_demo(workdir, items=items, as_json=as_json, echo=click.echo)
     if as_json:
         click.echo(orjson.dumps(summary).decode())
+
+
+@main.command("platform-sim")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8480, show_default=True)
+@click.option("--db", "db_path", type=click.Path(dir_okay=False),
+              help="keep items in this SQLite file (default: memory)")
+@click.option("--app-key", default="syncd-demo", show_default=True,
+              help="the application allowed to call; its secret comes from $SYNCD_SIM_SECRET")
+@click.option("--scheme", type=click.Choice(["hmac-sha256", "sm3", "token"]),
+              default="hmac-sha256", show_default=True)
+@guarded
+def platform_sim(host: str, port: int, db_path: str | None, app_key: str, scheme: str) -> None:
+    """Serve the provincial platform simulator (faults via POST /_sim/faults)."""
+    from syncd.sim import run_simulator
+
+    secret = os.environ.get("SYNCD_SIM_SECRET")
+    if not secret:
+        raise ConfigError("set SYNCD_SIM_SECRET to the app secret the simulator should accept "
+                          "(kept out of the command line, where ps would show it)",
+                          key="SYNCD_SIM_SECRET")
+    from syncd import log
+    log.configure(secrets=[secret])
+    run_simulator(host, port, db_path, {app_key: secret}, scheme)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,8 +12,14 @@ They differ from the canonical model the way real systems do:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text
 from sqlalchemy.engine import Engine
+
+from syncd.errors import ConnectorError
+from syncd.model import ServiceItem
 
 
 def hall_tables(md: MetaData) -> list[Table]:
@@ -100,3 +106,42 @@ def create_legacy_tables(engine: Engine, schema: str, *, drop: bool = False) -> 
         md.drop_all(engine)
     md.create_all(engine)
     return tables
+
+
+def seed_legacy(url: str, schema: str, items: Iterable[ServiceItem], *, create: bool = True,
+                batch: int = 500) -> int:
+    """Write canonical ``items`` into a legacy schema through its shipped mapping.
+
+    The demo, the tests and the benchmarks fill their department databases with
+    this, so the rows are exactly what the legacy system would hold. Creates the
+    tables first when asked; raises if any row is refused.
+    """
+    from connectors.sql import SqlChannel
+    from syncd.codes import MAPPINGS_DIR
+    from syncd.mapping import load_mapping
+    from syncd.sqlutil import make_engine
+
+    engine = make_engine(url)
+    if create:
+        create_legacy_tables(engine, schema)
+    channel = SqlChannel(schema, engine, load_mapping(MAPPINGS_DIR / f"{schema}.yaml"))
+    written, buf = 0, []
+    try:
+        for item in items:
+            buf.append(channel.mapping.from_item(item))
+            if len(buf) >= batch:
+                written += _write_all(channel, buf)
+                buf = []
+        written += _write_all(channel, buf)
+    finally:
+        channel.close()
+    return written
+
+
+def _write_all(channel: Any, records: list[dict[str, Any]]) -> int:
+    refused = [r for r in channel.write(records) if r.outcome != "delivered"]
+    if refused:
+        first = refused[0]
+        raise ConnectorError(f"{len(refused)} rows refused while seeding; first: {first.key}: "
+                             f"{first.error}", channel=channel.name)
+    return len(records)

@@ -139,8 +139,9 @@ class Mapping:
 
 def _read_fields(fields: Sequence[FieldMap], record: RawRecord) -> dict[str, Any]:
     values: dict[str, Any] = {}
+    get = record.get
     for fm in fields:
-        value = fm.const if fm.column is None else record.get(fm.column)
+        value = fm.const if fm.column is None else get(fm.column)
         try:
             for step in fm.read:
                 value = step(value)
@@ -255,7 +256,8 @@ class _Compiler:
                 raise self.fail(f"unknown step {step_name!r} (known: "
                                 f"{', '.join(steps.TEXT_STEPS)})", body, "steps", spec.name)
             read.append(steps.TEXT_STEPS[step_name])
-        read.append(steps.empty_to_none)
+        if len(read) > 1:  # a text step may leave an empty string behind
+            read.append(steps.empty_to_none)
         if (sep := body.get("split")) is not None:
             if spec.kind != "codes":
                 raise self.fail("'split' is only for list fields", body, "split", spec.name)

@@ -234,7 +234,10 @@ def validate(item: ServiceItem) -> None:
     """
     tables = load_code_tables()
     for spec in ITEM_FIELDS.values():
-        if (why := _check_value(spec, getattr(item, spec.name), tables)) is not None:
+        value = getattr(item, spec.name)
+        if (value is None or value == ()) and not spec.required:
+            continue
+        if (why := _check_value(spec, value, tables)) is not None:
             raise ValidationError(why, field=spec.name, item_code=item.item_code)
     for attr, (_cls, specs, _label) in CHILDREN.items():
         for i, child in enumerate(getattr(item, attr)):

@@ -22,15 +22,19 @@ _TAGS = re.compile(r"<[^>]{0,200}>")
 
 
 def decode(encoding: str) -> Step:
-    """Bytes from a legacy column (GBK stored in latin1/BLOB) to text, strictly."""
+    """Bytes from a legacy column (GBK stored in latin1/BLOB) to text, strictly;
+    an empty string is an absent value."""
 
     def step(value: Any) -> Any:
+        if value == "":
+            return None
         if isinstance(value, bytes | bytearray | memoryview):
             try:
-                return bytes(value).decode(encoding)
+                text = bytes(value).decode(encoding)
             except UnicodeDecodeError as exc:
                 raise MappingError(f"undecodable {encoding} bytes at offset {exc.start}: "
                                    f"{bytes(value)[exc.start:exc.start + 4]!r}") from None
+            return text or None
         return value
 
     return step

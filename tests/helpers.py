@@ -7,7 +7,7 @@ from pathlib import Path
 
 from connectors.sql import SqlChannel
 from syncd.codes import MAPPINGS_DIR
-from syncd.legacy_schemas import create_legacy_tables
+from syncd.legacy_schemas import seed_legacy
 from syncd.mapping import Mapping, load_mapping
 from syncd.model import ServiceItem, content_hash, validate
 from syncd.sqlutil import make_engine
@@ -24,29 +24,7 @@ def open_sql(url: str, schema: str) -> SqlChannel:
 def seed(url: str, schema: str, items: Iterable[ServiceItem], *, create: bool = True,
          batch: int = 500) -> int:
     """Create the legacy tables (if asked) and write ``items`` through the mapping."""
-    if create:
-        engine = make_engine(url)
-        create_legacy_tables(engine, schema)
-        engine.dispose()
-    channel = open_sql(url, schema)
-    n, buf = 0, []
-    try:
-        for item in items:
-            buf.append(channel.mapping.from_item(item))
-            if len(buf) >= batch:
-                n += _write(channel, buf)
-                buf = []
-        n += _write(channel, buf)
-    finally:
-        channel.close()
-    return n
-
-
-def _write(channel: SqlChannel, records: list[dict]) -> int:
-    receipts = channel.write(records)
-    bad = [r for r in receipts if r.outcome != "delivered"]
-    assert not bad, bad[:3]
-    return len(receipts)
+    return seed_legacy(url, schema, items, create=create, batch=batch)
 
 
 def hashes(url: str, schema: str) -> dict[str, str]:
@@ -64,19 +42,26 @@ def hashes(url: str, schema: str) -> dict[str, str]:
     return out
 
 
+def _toml(value: object) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def write_config(path: Path, *, state_db: str, channels: dict[str, tuple[str, str, str]],
-                 jobs: dict[str, dict], extra: str = "") -> Path:
-    """A config file: channels {name: (kind, url, mapping)}, jobs {name: settings}."""
+                 jobs: dict[str, dict], extra: str = "",
+                 options: dict[str, dict[str, object]] | None = None) -> Path:
+    """A config file: channels {name: (kind, url, mapping)}, jobs {name: settings},
+    ``options`` more settings per channel (platform app key and secret …)."""
     lines = [f'state_db = "{state_db}"', f'mappings_dir = "{MAPPINGS_DIR}"', extra]
     for name, (kind, url, mapping) in channels.items():
         lines += [f"[channels.{name}]", f'kind = "{kind}"', f'url = "{url}"',
                   f'mapping = "{mapping}"']
+        lines += [f"{k} = {_toml(v)}" for k, v in (options or {}).get(name, {}).items()]
     for name, settings in jobs.items():
         lines.append(f"[jobs.{name}]")
-        for key, value in settings.items():
-            rendered = (f'"{value}"' if isinstance(value, str) else
-                        "[" + ", ".join(f'"{v}"' for v in value) + "]" if isinstance(value, list)
-                        else str(value).lower() if isinstance(value, bool) else str(value))
-            lines.append(f"{key} = {rendered}")
+        lines += [f"{key} = {_toml(value)}" for key, value in settings.items()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

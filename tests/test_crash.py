@@ -22,12 +22,12 @@ from syncd.sqlutil import make_engine
 from syncd.state import tables as t
 
 N = 4000
-TRIALS = 12
+TRIALS = 14
 
 
-def _sync(cfg) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "syncd.cli", "--config", str(cfg), "sync", "job"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _sync(cfg, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "syncd.cli", "--config", str(cfg), "sync", "job",
+                             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.mark.slow
@@ -53,8 +53,9 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(fresh_db, tmp_pat
                                                  + timedelta(minutes=trial, seconds=j))
                              for j, i in enumerate(picks)]
             seed(src_url, "hall_db", items_changed, create=False)
-        proc = _sync(cfg)
-        time.sleep(rng.uniform(0.8, 3.0))  # past start-up, somewhere inside the run
+        # two in three runs are full refreshes (long), the others incremental (the edits)
+        proc = _sync(cfg, *(["--full"] if trial % 3 != 2 else []))
+        time.sleep(rng.uniform(0.8, 3.5))  # past start-up, somewhere inside the run
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             killed += 1
