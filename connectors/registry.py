@@ -24,7 +24,8 @@ def _sql(cfg: ChannelConfig, mapping: Mapping, runtime: dict[str, Any]) -> Any:
     return SqlChannel(cfg.name, engine, mapping, lag_seconds=runtime.get("lag_seconds", 0.0))
 
 
-PLATFORM_OPTIONS = {"app_key", "app_secret", "timeout", "ca_bundle", "max_connections"}
+PLATFORM_OPTIONS = {"app_key", "app_secret", "timeout", "ca_bundle", "max_connections",
+                    "rate_per_second"}
 
 
 def _platform(cfg: ChannelConfig, mapping: Mapping, runtime: dict[str, Any]) -> Any:
@@ -44,7 +45,10 @@ def _platform(cfg: ChannelConfig, mapping: Mapping, runtime: dict[str, Any]) -> 
             raise ConfigError("is required for a platform channel",
                               key=f"channels.{cfg.name}.{required}")
     profile = PlatformProfile.from_section(mapping.platform, file=mapping.file)
-    limiter = shared_limiter(cfg.url, str(opts["app_key"]), profile.rate_per_second)
+    # the profile states the platform's quota; a city with a negotiated one overrides it
+    # (0 = no client-side limit, e.g. against the simulator)
+    rate = float(opts.get("rate_per_second", profile.rate_per_second))
+    limiter = shared_limiter(cfg.url, str(opts["app_key"]), rate)
     client = PlatformClient(cfg.url, str(opts["app_key"]), str(opts["app_secret"]), profile,
                             limiter=limiter, channel=cfg.name,
                             transport=runtime.get("transport"),

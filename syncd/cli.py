@@ -215,6 +215,8 @@ def outbox_list(obj: Ctx, job: str | None, status: str | None, as_json: bool) ->
         rows = store.outbox(job=job, status=status)
     finally:
         store.close()
+    if not rows and not as_json:
+        click.echo("outbox: empty")
     for r in rows:
         if as_json:
             r.pop("payload")
