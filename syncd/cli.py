@@ -11,6 +11,7 @@ Exit codes scripts can rely on:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Callable
@@ -262,6 +263,101 @@ def outbox_discard(obj: Ctx, job: str | None, items: tuple[str, ...], everything
         click.echo(f"discarded {store.discard(job=job, items=list(items))} rows")
     finally:
         store.close()
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@main.group()
+def report() -> None:
+    """Reconciliation and inspection reports."""
+
+
+@report.command("reconcile")
+@click.option("--channels", required=True, help="channels to compare, comma-separated")
+@click.option("--reference", help="the channel the others should agree with (default: the first)")
+@click.option("--items", "items", default="", help="only these item codes, comma-separated")
+@click.option("--format", "formats", default="html,xlsx,json,csv", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("reports"), show_default=True)
+@click.option("--fix", is_flag=True, help="resync differing items from the reference channel")
+@click.option("--dry-run", is_flag=True, help="with --fix: show what would be resynced, write nothing")
+@click.pass_obj
+@guarded
+def report_reconcile(obj: Ctx, channels: str, reference: str | None, items: str, formats: str,
+                     out_dir: Path, fix: bool, dry_run: bool) -> None:
+    """Every difference between channels, per item and field; exit 1 when any remain."""
+    from syncd.report import write_reports
+    from syncd.report.build import reconcile_channels
+
+    names = _csv(channels)
+    reference = reference or (names[0] if names else "")
+    store = obj.store()
+    try:
+        result, data = reconcile_channels(obj.config, store, names, reference,
+                                          items=_csv(items))
+        paths = write_reports(data, _csv(formats), out_dir)
+        rates = ", ".join(f"{n} {s.rate:.1%}" for n, s in result.stats.items())
+        click.echo(f"reconcile {result.run_id}: {result.items} items, {len(result.diffs)} "
+                   f"differences; consistency vs {reference}: {rates}")
+        for channel, code, reason in result.unreadable[:20]:
+            click.echo(f"  unreadable in {channel}: {code}: {reason}")
+        for path in paths:
+            click.echo(f"  {path}")
+        if fix:
+            _fix(obj, store, result, dry_run)
+    finally:
+        store.close()
+    sys.exit(EXIT_OK if not result.diffs and not result.unreadable else EXIT_PARTIAL)
+
+
+def _fix(obj: Ctx, store: Any, result: Any, dry_run: bool) -> None:
+    from syncd.repair import plan, repair
+
+    plans = plan(result, obj.config)
+    for p in plans:
+        click.echo(f"{'would resync' if dry_run else 'resync'} {len(p.items)} items "
+                   f"{result.reference} -> {p.channel} (job {p.job})"
+                   + (f"; {len(p.extra)} only in {p.channel}, left for its owners to cancel"
+                      if p.extra else ""))
+    for run in repair(obj.config, store, plans, dry_run=dry_run):
+        _print_result(dataclasses.asdict(run), False)
+
+
+@report.command("inspect")
+@click.option("--channel", required=True, help="the channel whose guides are inspected")
+@click.option("--items", "items", default="", help="only these item codes, comma-separated")
+@click.option("--promise-cut-ratio", type=float, default=None,
+              help="the province's required cut of promised vs legal limit (e.g. 0.6)")
+@click.option("--format", "formats", default="html,xlsx,json,csv", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("reports"), show_default=True)
+@click.pass_obj
+@guarded
+def report_inspect(obj: Ctx, channel: str, items: str, promise_cut_ratio: float | None,
+                   formats: str, out_dir: Path) -> None:
+    """Every guide that breaks the reform's rules; exit 1 when there are findings."""
+    import uuid
+
+    from syncd.report import write_reports
+    from syncd.report.build import inspect_channel
+
+    try:
+        outcome = inspect_channel(obj.config, channel, items=_csv(items),
+                                  promise_cut_ratio=promise_cut_ratio, run_id=str(uuid.uuid4()))
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="--promise-cut-ratio") from None
+    data = outcome.report
+    paths = write_reports(data, _csv(formats), out_dir)
+    flagged = len({f.item_code for f in data.findings})
+    click.echo(f"inspect {data.run_id}: {channel}: {len(data.findings)} findings in {flagged} "
+               f"items")
+    for code, reason in outcome.unreadable[:20]:
+        click.echo(f"  unreadable: {code}: {reason}")
+    for path in paths:
+        click.echo(f"  {path}")
+    sys.exit(EXIT_OK if not data.findings and not outcome.unreadable else EXIT_PARTIAL)
 
 
 @main.command()

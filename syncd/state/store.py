@@ -348,6 +348,45 @@ class StateStore:
         with self.engine.connect() as conn:
             return [r._asdict() for r in conn.execute(q)]
 
+    # --- reconciliation ---------------------------------------------------------
+    def record_reconcile(self, run_id: str, *, started_at: datetime, channels: Sequence[str],
+                         reference: str, items: int, rates: dict[str, float],
+                         diffs: Iterable[Any], batch: int = 2000) -> None:
+        """Keep one reconcile run and its differences, so later reports show the trend."""
+        with self.engine.begin() as conn:
+            conn.execute(t.reconcile_run.insert().values(
+                id=run_id, started_at=started_at, channels=orjson.dumps(list(channels)).decode(),
+                reference=reference, items=items, rates=orjson.dumps(rates).decode()))
+            rows: list[dict[str, Any]] = []
+            for d in diffs:
+                rows.append({"run_id": run_id, "item_code": d.item_code, "channel": d.channel,
+                             "field": d.field, "kind": d.kind,
+                             "reference_value": d.reference_value,
+                             "channel_value": d.channel_value})
+                if len(rows) >= batch:
+                    conn.execute(t.reconcile_diff.insert(), rows)
+                    rows = []
+            if rows:
+                conn.execute(t.reconcile_diff.insert(), rows)
+
+    def reconcile_trend(self, limit: int = 30) -> list[dict[str, Any]]:
+        """The last ``limit`` reconcile runs, oldest first: id, started_at, items, rates."""
+        r = t.reconcile_run
+        q = select(r.c.id, r.c.started_at, r.c["items"], r.c.rates).order_by(
+            r.c.started_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            rows = [{"id": row.id, "started_at": _aware(row.started_at), "items": row.items,
+                     "rates": orjson.loads(row.rates)} for row in conn.execute(q)]
+        return rows[::-1]
+
+    def reconcile_diffs(self, run_id: str) -> list[dict[str, Any]]:
+        """The differences one reconcile run stored, in the order found."""
+        d = t.reconcile_diff
+        q = select(d.c.item_code, d.c.channel, d.c.field, d.c.kind, d.c.reference_value,
+                   d.c.channel_value).where(d.c.run_id == run_id).order_by(d.c.id)
+        with self.engine.connect() as conn:
+            return [row._asdict() for row in conn.execute(q)]
+
 
 def open_store(url: str, **kwargs: Any) -> StateStore:
     """Open the state DB and bring its schema to head.
