@@ -3,6 +3,7 @@ the outbox replay runs as a scheduled job too."""
 
 from __future__ import annotations
 
+import json
 import time
 
 from daemon_harness import daemon_config, put_outbox_row
@@ -67,3 +68,26 @@ def test_scheduled_outbox_replay_resends_a_due_item(harness, channels, tmp_path)
     assert replay[0]["mode"] == "items" and replay[0]["delivered"] == 1
     assert daemon.api("GET", "/outbox").json()["outbox"] == []
     assert code in hashes(ch.dst_url, "portal_db")
+
+
+def test_scheduled_report_writes_files_the_api_lists(harness, channels, tmp_path):
+    ch = channels()
+    port = harness.port()
+    cfg = daemon_config(tmp_path / "syncd.toml", state_db=f"sqlite:///{tmp_path}/state.db",
+                        channels=ch.as_config(), port=port,
+                        jobs={"hall_to_portal": {"source": "hall", "targets": ["portal"]}})
+    with cfg.open("a", encoding="utf-8") as fh:
+        fh.write('\n[reports]\ndir = "reports"\n'
+                 '[reports.scheduled.daily_reconcile]\nschedule = "interval:2s"\n'
+                 'args = ["reconcile", "--channels", "hall,portal", "--format", "json,html", '
+                 f'"--out", "{tmp_path / "reports"}"]\n')
+    daemon = harness.start(cfg, port)
+    listed = _wait_for(lambda: [f["name"] for f in daemon.api("GET", "/reports").json()["files"]
+                                if f["name"].endswith(".json")], 40, "a scheduled report")
+    doc = json.loads((tmp_path / "reports" / listed[0]).read_text(encoding="utf-8"))
+    # the portal DB is still empty: every item of the hall DB is missing there
+    assert doc["kind"] == "reconcile"
+    assert {d["kind"] for d in doc["reconcile"]["diffs"]} == {"missing"}
+    assert len(doc["reconcile"]["diffs"]) == len(ch.codes)
+    code, _ = daemon.terminate()
+    assert code == 0
