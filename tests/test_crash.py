@@ -49,8 +49,10 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(fresh_db, tmp_pat
     for trial in range(TRIALS):
         if trial:  # change a random slice of the source between trials
             picks = rng.sample(range(N), 300)
+            # stamped after every earlier edit, as a system that sets GXSJ = now does
+            # (300 picks a second apart span 5 minutes, so trials are 10 minutes apart)
             items_changed = [dataclasses.replace(edit(items[i], trial), updated_at=later
-                                                 + timedelta(minutes=trial, seconds=j))
+                                                 + timedelta(minutes=10 * trial, seconds=j))
                              for j, i in enumerate(picks)]
             seed(src_url, "hall_db", items_changed, create=False)
         # two in three runs are full refreshes (long), the others incremental (the edits)

@@ -13,6 +13,7 @@ import sys
 import time
 import random
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -221,8 +222,9 @@ def test_sigkill_during_push_loses_nothing_and_applies_nothing_twice(tmp_path):
         for trial in range(8):
             if trial % 2:  # edits between some trials, so there is new work to push
                 picks = rng.sample(range(n), 150)
-                for k in picks:
-                    items[k] = edit(items[k], trial)
+                for j, k in enumerate(picks):  # stamped after every earlier edit (GXSJ = now)
+                    items[k] = dataclasses.replace(edit(items[k], trial), updated_at=datetime(
+                        2027, 1, 1, tzinfo=UTC) + timedelta(minutes=10 * trial, seconds=j))
                 seed(src, "hall_db", [items[k] for k in picks], create=False)
             # two in three runs are full refreshes (everything re-sent), the others incremental
             full = ["--full"] if trial % 3 != 2 else []
