@@ -145,6 +145,28 @@ def status(obj: Ctx) -> None:
         store.close()
 
 
+@main.command()
+@click.option("--job")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@guarded
+def conflicts(obj: Ctx, job: str | None, as_json: bool) -> None:
+    """Items a two-way job found changed on both sides (newest first)."""
+    store = obj.store()
+    try:
+        rows = store.conflicts(job=job)
+    finally:
+        store.close()
+    if not rows and not as_json:
+        click.echo("conflicts: none")
+    for r in rows:
+        if as_json:
+            click.echo(orjson.dumps(r, default=str).decode())
+        else:
+            click.echo(f"{r['created_at']:%Y-%m-%d %H:%M:%S} {r['job']} -> {r['target']} "
+                       f"{r['item_code']} {r['detail']}")
+
+
 @main.command("run")
 @click.option("--drain-timeout", default=25.0, show_default=True, metavar="SECONDS",
               help="on SIGTERM, how long running jobs get to finish their current page")

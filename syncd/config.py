@@ -56,6 +56,7 @@ class JobConfig:
     max_errors: int | None = None
     max_error_ratio: float | None = None
     lag_seconds: float = 0.0
+    two_way: bool = False  # the target is also edited: send BASE_VERSION, record conflicts
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,7 @@ def _job(r: _Reader, name: str, body: Any, channels: dict[str, ChannelConfig]) -
     if not isinstance(body, dict):
         raise r.fail("must be a table", *where)
     allowed = {"source", "targets", "mode", "schedule", "page_size", "max_errors",
-               "max_error_ratio", "lag_seconds"}
+               "max_error_ratio", "lag_seconds", "two_way"}
     for key in body:
         if key not in allowed:
             raise r.fail(f"unknown job setting (known: {', '.join(sorted(allowed))})", *where, key)
@@ -258,4 +259,5 @@ def _job(r: _Reader, name: str, body: Any, channels: dict[str, ChannelConfig]) -
                      max_errors=r.get(body, "max_errors", int, *where, default=None),
                      max_error_ratio=ratio,
                      lag_seconds=float(r.get(body, "lag_seconds", (int, float), *where,
-                                             default=0.0)))
+                                             default=0.0)),
+                     two_way=r.get(body, "two_way", bool, *where, default=False))

@@ -23,11 +23,11 @@ import structlog
 
 from connectors.registry import open_channel
 from syncd.config import Config, JobConfig
-from syncd.errors import ThresholdExceeded
+from syncd.errors import ConfigError, ThresholdExceeded
 from syncd.mapping import Mapping, load_mapping
 from syncd.pipeline.compare import compare
 from syncd.pipeline.extract import extract
-from syncd.pipeline.load import load
+from syncd.pipeline.load import load, settle_conflicts
 from syncd.pipeline.map import map_page
 from syncd.pipeline.record import outcome_of
 from syncd.state.store import StateStore
@@ -152,6 +152,15 @@ class SyncEngine:
                                     lag_seconds=job.lag_seconds, **runtime)
         targets = [(self._open_channel(self.config.channels[t], self.mapping(t), **runtime),
                     self.mapping(t)) for t in job.targets]
+        if job.two_way:
+            for target, _ in targets:
+                if not getattr(target, "base_version_field", None):
+                    source.close()
+                    for opened, _ in targets:
+                        opened.close()
+                    raise ConfigError(f"two_way needs targets that take a base version; "
+                                      f"{target.name} does not", file=self.config.file,
+                                      key=f"jobs.{job.name}.two_way")
         counts, force = result.counts, req.full or bool(req.items)
         checkpoint = self.store.checkpoint(job.name, job.source)
         seen_last: str | None = None
@@ -176,8 +185,14 @@ class SyncEngine:
                     if req.dry_run:
                         counts["delivered"] += len(changes)
                         continue
+                    base = (self.store.delivered_versions(
+                        job.name, target.name, [m.item.item_code for m in changes])
+                        if job.two_way else None)
                     loaded = load(target, target_map, changes, self.config.retry,          # load
-                                  sleep=self.sleep, job=job.name, run_id=result.run_id)
+                                  sleep=self.sleep, base_versions=base, job=job.name,
+                                  run_id=result.run_id)
+                    if job.two_way:
+                        loaded = settle_conflicts(target, target_map, loaded)
                     outcome = outcome_of(target.name, loaded)
                     self._count(outcome, counts, log)
                     outcomes.append(outcome)

@@ -250,3 +250,68 @@ def test_sigkill_during_push_loses_nothing_and_applies_nothing_twice(tmp_path):
         assert not sim.applied_twice()
         per_code = Counter(code for code, _ in sim.ledger)
         assert len(per_code) == n
+
+
+def test_two_way_push_sends_base_versions_and_keeps_platform_edits(tmp_path):
+    items = list(generate(12, seed=6))
+    src = f"sqlite:///{tmp_path}/hall.db"
+    seed(src, "hall_db", items)
+    sim = PlatformSimulator({APP: SECRET})
+    platform_map = load_mapping(MAPPINGS_DIR / "platform" / "reference.yaml")
+    with serve_in_thread(sim) as server:
+        cfg = _config(tmp_path, server.url, source_url=src)
+        text = cfg.read_text(encoding="utf-8").replace(
+            "[jobs.push]\n", "[jobs.push]\ntwo_way = true\n")
+        cfg.write_text(text, encoding="utf-8")
+        engine = _engine(cfg)
+        assert engine.run(RunRequest(PUSH)).counts["delivered"] == 12
+
+        both, same, hall_only = items[2], items[5], items[8]
+        # both sides edit item 2 differently: a real conflict
+        sim.put_direct(platform_map.from_item(edit(both, 0)))
+        # item 5 is edited on the platform and the same edit reaches the hall (the
+        # reverse job): same content on both sides, no conflict
+        sim.put_direct(platform_map.from_item(edit(same, 1)))
+        later = datetime(2027, 1, 1, tzinfo=UTC)
+        hall_edits = [dataclasses.replace(edit(both, 3), updated_at=later),
+                      dataclasses.replace(edit(same, 1), updated_at=later),
+                      dataclasses.replace(edit(hall_only, 2), updated_at=later)]
+        seed(src, "hall_db", hall_edits, create=False)
+        second = engine.run(RunRequest(PUSH))
+        assert second.counts["read"] == 3
+        assert second.counts["conflicts"] == 1 and second.counts["delivered"] == 2
+        [conflict] = engine.store.conflicts(job=PUSH)
+        assert conflict["item_code"] == both.item_code and "2003" in conflict["detail"]
+        # the platform's own edit of item 2 was not overwritten
+        assert platform_map.to_item(sim.get(both.item_code)).office_hours == \
+            edit(both, 0).office_hours
+        assert content_hash(platform_map.to_item(sim.get(hall_only.item_code))) == \
+            content_hash(hall_edits[2])
+        # the settled item now carries the platform's version, the base of its next push
+        versions = engine.store.delivered_versions(PUSH, "platform", [same.item_code])
+        assert versions == {same.item_code: sim.get(same.item_code)["TASK_VERSION"]}
+        # a conflict waits for an operator (it is not retried on its own) …
+        assert engine.run(RunRequest(PUSH)).counts["read"] == 0
+        listed = CliRunner().invoke(main, ["--config", str(cfg), "conflicts"])
+        assert both.item_code in listed.output and "2003" in listed.output
+        # … who settles it by making the hall agree with the platform: then it is delivered
+        agreed = dataclasses.replace(platform_map.to_item(sim.get(both.item_code)),
+                                     updated_at=later + timedelta(minutes=1))
+        seed(src, "hall_db", [agreed], create=False)
+        settled = engine.run(RunRequest(PUSH))
+        assert settled.counts["delivered"] == 1 and settled.counts["conflicts"] == 0
+        assert not sim.applied_twice()
+        engine.store.close()
+
+
+def test_two_way_is_refused_for_a_target_without_base_versions(tmp_path):
+    src, dst = f"sqlite:///{tmp_path}/hall.db", f"sqlite:///{tmp_path}/portal.db"
+    seed(src, "hall_db", generate(3, seed=1))
+    seed(dst, "portal_db", [])
+    cfg = write_config(tmp_path / "syncd.toml", state_db=f"sqlite:///{tmp_path}/state.db",
+                       channels={"hall": ("sql", src, "hall_db.yaml"),
+                                 "portal": ("sql", dst, "portal_db.yaml")},
+                       jobs={"j": {"source": "hall", "targets": ["portal"], "two_way": True}})
+    result = CliRunner().invoke(main, ["--config", str(cfg), "sync", "j"])
+    assert result.exit_code == 2
+    assert "two_way needs targets that take a base version; portal does not" in result.output

@@ -47,6 +47,7 @@ class PlatformChannel:
         self.lag = timedelta(seconds=lag_seconds)
         self._sleep = sleep
         self.key = mapping.key_column
+        self.base_version_field = self.profile.base_version_field  # two-way jobs set it
         self.updated = next((f.column for f in mapping.fields if f.name == "updated_at"), None)
 
     def _get(self, path: str, query: list[tuple[str, str]]) -> Any:
@@ -137,13 +138,23 @@ class PlatformChannel:
         err_code = str(res.get(r["code"]) or "")
         message = f"platform code {err_code}: {res.get(r['message']) or status}"
         if err_code == self.profile.conflict_code:
-            return Receipt(code, "conflict", error=f"{message} (platform version "
-                                                   f"{res.get(r['current_version'])})")
+            current = res.get(r["current_version"])
+            return Receipt(code, "conflict", version=current,
+                           error=f"{message} (platform version {current})")
         if err_code in self.profile.transient_codes:
             return Receipt(code, "retry", error=message)
         details = [{"field": str(e.get("field", "")), "message": str(e.get("message", ""))}
                    for e in res.get(r["errors"]) or []]
         return Receipt(code, "rejected", error=message, details=details)
+
+    def get(self, code: str) -> RawRecord | None:
+        """One item as the platform holds it now, or None when it has none."""
+        try:
+            return self._get(self.profile.paths["get"].format(code=code), [])
+        except PlatformError as exc:
+            if exc.code == self.profile.not_found_code:
+                return None
+            raise
 
     def cancel(self, code: str, reason: str) -> None:
         """Withdraw an item on the platform (idempotent)."""

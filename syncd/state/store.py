@@ -206,6 +206,27 @@ class StateStore:
                 s.c.job == job, s.c.target == target, s.c.item_code.in_(list(codes)))))
             return {code: h for code, h in rows}
 
+    def delivered_versions(self, job: str, target: str, codes: Sequence[str]) -> dict[str, int]:
+        """The target's version of each of ``codes`` as of the last delivery (two-way jobs)."""
+        if not codes:
+            return {}
+        s = t.item_state
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(s.c.item_code, s.c.target_version).where(and_(
+                s.c.job == job, s.c.target == target, s.c.item_code.in_(list(codes)),
+                s.c.target_version.is_not(None))))
+            return {code: int(v) for code, v in rows}
+
+    def conflicts(self, *, job: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Items both sides changed (two-way jobs), newest first, for an operator to settle."""
+        c = t.conflict
+        q = select(c).order_by(c.c.id.desc()).limit(limit)
+        if job:
+            q = q.where(c.c.job == job)
+        with self.engine.connect() as conn:
+            return [{**row._asdict(), "created_at": _aware(row.created_at)}
+                    for row in conn.execute(q)]
+
     def delivered_codes_between(self, job: str, target: str, after: str | None,
                                 upto: str | None) -> list[str]:
         """Codes delivered to ``target`` with ``after < code <= upto`` (None = unbounded)."""
