@@ -43,6 +43,8 @@ class FieldMap:
     const: Any = None
     line: int = 0
     writable: bool = True
+    reader: Step = steps.compose(())  # ``read`` composed into one callable
+    writer: Step = steps.compose(())
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,29 +142,24 @@ class Mapping:
 def _read_fields(fields: Sequence[FieldMap], record: RawRecord) -> dict[str, Any]:
     values: dict[str, Any] = {}
     get = record.get
-    for fm in fields:
-        value = fm.const if fm.column is None else get(fm.column)
-        try:
-            for step in fm.read:
-                value = step(value)
-        except MappingError as exc:
-            raise exc.located(field=fm.name) from None
-        values[fm.name] = value
+    fm = None
+    try:
+        for fm in fields:
+            values[fm.name] = fm.reader(fm.const if fm.column is None else get(fm.column))
+    except MappingError as exc:
+        raise exc.located(field=fm.name if fm else None) from None
     return values
 
 
 def _write_fields(fields: Sequence[FieldMap], obj: Any) -> RawRecord:
     record: RawRecord = {}
-    for fm in fields:
-        if fm.column is None or not fm.writable:
-            continue
-        value = getattr(obj, fm.name)
-        try:
-            for step in fm.write:
-                value = step(value)
-        except MappingError as exc:
-            raise exc.located(field=fm.name) from None
-        record[fm.column] = value
+    fm = None
+    try:
+        for fm in fields:
+            if fm.column is not None and fm.writable:
+                record[fm.column] = fm.writer(getattr(obj, fm.name))
+    except MappingError as exc:
+        raise exc.located(field=fm.name if fm else None) from None
     return record
 
 
@@ -246,7 +243,8 @@ class _Compiler:
             raise exc.located(file=str(self.path), field=name) from None
         return FieldMap(name=name, column=column, read=read, write=write,
                         const=body.get("const"), line=body.line,
-                        writable=bool(body.get("write", True)))
+                        writable=bool(body.get("write", True)),
+                        reader=steps.compose(read), writer=steps.compose(write))
 
     def _chains(self, spec: FieldSpec, body: LineDict) -> tuple[tuple[Step, ...], tuple[Step, ...]]:
         read: list[Step] = [steps.decode(self.encoding)]

@@ -12,6 +12,8 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from collections.abc import Callable
+from functools import lru_cache
 from typing import Any, Literal
 
 import orjson
@@ -163,6 +165,7 @@ _USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 
 
+@lru_cache(maxsize=1 << 12)  # a city has few departments: their codes repeat on every item
 def uscc_check_char(first17: str) -> str:
     """GB 32100 check character for the first 17 characters of a credit code."""
     total = sum(_USCC_CHARS.index(c) * w for c, w in zip(first17, _USCC_WEIGHTS, strict=True))
@@ -203,26 +206,60 @@ def item_code_problem(item: ServiceItem) -> tuple[str, str] | None:
 
 # --- validation --------------------------------------------------------------
 
-def _check_value(spec: FieldSpec, value: Any, tables: dict[str, dict[str, str]]) -> str | None:
-    """Why ``value`` breaks ``spec``, or None."""
-    if value is None or value == ():
-        return "必填项缺失或为占位符" if spec.required else None
-    if spec.required and is_placeholder(value):
-        return "必填项缺失或为占位符"
+_MISSING = "必填项缺失或为占位符"
+Check = Callable[[Any], "str | None"]
+
+
+def _checker(spec: FieldSpec, tables: dict[str, dict[str, str]]) -> Check:
+    """Why a value breaks ``spec`` (or None), specialised once per field for speed."""
+    required, max_len = spec.required, spec.max_len
+    table = tables[spec.table or ""] if spec.kind in ("code", "codes") else {}
+
+    def present(value: Any) -> str | None:
+        if value is None or value == ():
+            return _MISSING if required else None
+        if required and is_placeholder(value):
+            return _MISSING
+        return None
+
     if spec.kind in ("text", "phone"):
-        if "\x00" in value:
-            return "含 NUL 字符"
-        if spec.max_len is not None and len(value) > spec.max_len:
-            return f"长度 {len(value)} 超过上限 {spec.max_len}"
-    elif spec.kind == "code" and value not in tables[spec.table or ""]:
-        return f"代码 {value!r} 不在代码表 {spec.table} 中"
+        def check(value: Any) -> str | None:
+            if (why := present(value)) is not None or value is None:
+                return why
+            if "\x00" in value:
+                return "含 NUL 字符"
+            if max_len is not None and len(value) > max_len:
+                return f"长度 {len(value)} 超过上限 {max_len}"
+            return None
+    elif spec.kind == "code":
+        def check(value: Any) -> str | None:
+            if (why := present(value)) is not None or value is None:
+                return why
+            return None if value in table else f"代码 {value!r} 不在代码表 {spec.table} 中"
     elif spec.kind == "codes":
-        for code in value:
-            if code not in tables[spec.table or ""]:
-                return f"代码 {code!r} 不在代码表 {spec.table} 中"
-    elif spec.kind == "int" and value < 0:
-        return f"不能为负数（{value}）"
-    return None
+        def check(value: Any) -> str | None:
+            if (why := present(value)) is not None or value == ():
+                return why
+            bad = next((c for c in value if c not in table), None)
+            return None if bad is None else f"代码 {bad!r} 不在代码表 {spec.table} 中"
+    elif spec.kind == "int":
+        def check(value: Any) -> str | None:
+            if (why := present(value)) is not None or value is None:
+                return why
+            return f"不能为负数（{value}）" if value < 0 else None
+    else:
+        check = present
+    return check
+
+
+@lru_cache(maxsize=1)
+def _checks() -> tuple[tuple[tuple[str, Check], ...], tuple[tuple[str, tuple[tuple[str, Check], ...]], ...]]:
+    """(item field checks, (child attr, child field checks) …), built once."""
+    tables = load_code_tables()
+    item = tuple((s.name, _checker(s, tables)) for s in ITEM_FIELDS.values())
+    children = tuple((attr, tuple((s.name, _checker(s, tables)) for s in specs.values()))
+                     for attr, (_cls, specs, _label) in CHILDREN.items())
+    return item, children
 
 
 def validate(item: ServiceItem) -> None:
@@ -232,18 +269,15 @@ def validate(item: ServiceItem) -> None:
         ValidationError: naming the first offending field (children as
             ``materials[2].name``) and the rule it breaks, in Chinese.
     """
-    tables = load_code_tables()
-    for spec in ITEM_FIELDS.values():
-        value = getattr(item, spec.name)
-        if (value is None or value == ()) and not spec.required:
-            continue
-        if (why := _check_value(spec, value, tables)) is not None:
-            raise ValidationError(why, field=spec.name, item_code=item.item_code)
-    for attr, (_cls, specs, _label) in CHILDREN.items():
+    item_checks, child_checks = _checks()
+    for name, check in item_checks:
+        if (why := check(getattr(item, name))) is not None:
+            raise ValidationError(why, field=name, item_code=item.item_code)
+    for attr, checks in child_checks:
         for i, child in enumerate(getattr(item, attr)):
-            for spec in specs.values():
-                if (why := _check_value(spec, getattr(child, spec.name), tables)) is not None:
-                    raise ValidationError(why, field=f"{attr}[{i}].{spec.name}",
+            for name, check in checks:
+                if (why := check(getattr(child, name))) is not None:
+                    raise ValidationError(why, field=f"{attr}[{i}].{name}",
                                           item_code=item.item_code)
     for limit, unit in (("legal_time_limit", "legal_limit_unit"),
                         ("promised_time_limit", "promised_limit_unit")):
@@ -256,28 +290,48 @@ def validate(item: ServiceItem) -> None:
 
 # --- comparison keys and the content hash ------------------------------------
 
+def _sorted_codes(value: tuple[str, ...]) -> list[str]:
+    return sorted(set(value))
+
+
+#: field kind → its comparison key function (kinds not listed compare as they are)
+_KEYS: dict[str, Callable[[Any], Any]] = {"text": text_key, "phone": phone_key,
+                                          "codes": _sorted_codes}
+
+
 def field_key(spec: FieldSpec, value: Any) -> Any:
     """The normalised comparison key of one field value."""
-    if spec.kind == "text":
-        return text_key(value)
-    if spec.kind == "phone":
-        return phone_key(value)
-    if spec.kind == "codes":
-        return sorted(set(value))
-    return value
+    fn = _KEYS.get(spec.kind)
+    return fn(value) if fn else value
 
 
-def _child_key(child: Any, specs: dict[str, FieldSpec]) -> dict[str, Any]:
-    return {s.name: field_key(s, getattr(child, s.name)) for s in specs.values() if s.content}
+def _plan(specs: dict[str, FieldSpec]) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
+    return tuple((s.name, _KEYS.get(s.kind)) for s in specs.values() if s.content)
+
+
+_ITEM_PLAN = _plan(ITEM_FIELDS)
+_CHILD_PLANS = tuple((attr, _plan(specs)) for attr, (_cls, specs, _label) in CHILDREN.items())
+
+
+def _row_order(row: dict[str, Any]) -> bytes:
+    return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
 
 
 def comparison_view(item: ServiceItem) -> dict[str, Any]:
-    """The item as compared across channels: normalised, children in name order."""
-    view: dict[str, Any] = {s.name: field_key(s, getattr(item, s.name))
-                            for s in ITEM_FIELDS.values() if s.content}
-    for attr, (_cls, specs, _label) in CHILDREN.items():
-        rows = [_child_key(c, specs) for c in getattr(item, attr)]
-        view[attr] = sorted(rows, key=lambda r: orjson.dumps(r, option=orjson.OPT_SORT_KEYS))
+    """The item as compared across channels: normalised, children in a stable order."""
+    view: dict[str, Any] = {}
+    for name, fn in _ITEM_PLAN:
+        value = getattr(item, name)
+        view[name] = fn(value) if fn is not None else value
+    for attr, plan in _CHILD_PLANS:
+        rows = []
+        for child in getattr(item, attr):
+            row = {}
+            for name, fn in plan:
+                value = getattr(child, name)
+                row[name] = fn(value) if fn is not None else value
+            rows.append(row)
+        view[attr] = sorted(rows, key=_row_order) if len(rows) > 1 else rows
     return view
 
 

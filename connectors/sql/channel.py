@@ -122,7 +122,9 @@ class SqlChannel:
     def _fetch(self, query: Any) -> list[dict[str, Any]]:
         try:
             with self.engine.connect() as conn:
-                return [dict(r._mapping) for r in conn.execute(query)]
+                result = conn.execute(query)
+                keys = list(result.keys())
+                return [dict(zip(keys, row)) for row in result.fetchall()]
         except SQLAlchemyError as exc:
             raise self._translate(exc, "read") from exc
 
