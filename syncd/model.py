@@ -211,21 +211,15 @@ Check = Callable[[Any], "str | None"]
 
 
 def _checker(spec: FieldSpec, tables: dict[str, dict[str, str]]) -> Check:
-    """Why a value breaks ``spec`` (or None), specialised once per field for speed."""
+    """Why a present value (not None, not empty) breaks ``spec``, or None; specialised
+    once per field, since validation runs on every item of every run."""
     required, max_len = spec.required, spec.max_len
     table = tables[spec.table or ""] if spec.kind in ("code", "codes") else {}
 
-    def present(value: Any) -> str | None:
-        if value is None or value == ():
-            return _MISSING if required else None
-        if required and is_placeholder(value):
-            return _MISSING
-        return None
-
     if spec.kind in ("text", "phone"):
         def check(value: Any) -> str | None:
-            if (why := present(value)) is not None or value is None:
-                return why
+            if required and is_placeholder(value):
+                return _MISSING
             if "\x00" in value:
                 return "含 NUL 字符"
             if max_len is not None and len(value) > max_len:
@@ -233,33 +227,34 @@ def _checker(spec: FieldSpec, tables: dict[str, dict[str, str]]) -> Check:
             return None
     elif spec.kind == "code":
         def check(value: Any) -> str | None:
-            if (why := present(value)) is not None or value is None:
-                return why
             return None if value in table else f"代码 {value!r} 不在代码表 {spec.table} 中"
     elif spec.kind == "codes":
         def check(value: Any) -> str | None:
-            if (why := present(value)) is not None or value == ():
-                return why
             bad = next((c for c in value if c not in table), None)
             return None if bad is None else f"代码 {bad!r} 不在代码表 {spec.table} 中"
     elif spec.kind == "int":
         def check(value: Any) -> str | None:
-            if (why := present(value)) is not None or value is None:
-                return why
             return f"不能为负数（{value}）" if value < 0 else None
     else:
-        check = present
+        def check(value: Any) -> str | None:
+            return _MISSING if required and is_placeholder(value) else None
     return check
 
 
+Checks = tuple[tuple[str, bool, Check], ...]
+
+
 @lru_cache(maxsize=1)
-def _checks() -> tuple[tuple[tuple[str, Check], ...], tuple[tuple[str, tuple[tuple[str, Check], ...]], ...]]:
+def _checks() -> tuple[Checks, tuple[tuple[str, Checks], ...]]:
     """(item field checks, (child attr, child field checks) …), built once."""
     tables = load_code_tables()
-    item = tuple((s.name, _checker(s, tables)) for s in ITEM_FIELDS.values())
-    children = tuple((attr, tuple((s.name, _checker(s, tables)) for s in specs.values()))
-                     for attr, (_cls, specs, _label) in CHILDREN.items())
-    return item, children
+
+    def plan(specs: dict[str, FieldSpec]) -> Checks:
+        return tuple((s.name, s.required, _checker(s, tables)) for s in specs.values())
+
+    return plan(ITEM_FIELDS), tuple((attr, plan(specs))
+                                    for attr, (_cls, specs, _label) in CHILDREN.items())
+
 
 
 def validate(item: ServiceItem) -> None:
@@ -270,13 +265,23 @@ def validate(item: ServiceItem) -> None:
             ``materials[2].name``) and the rule it breaks, in Chinese.
     """
     item_checks, child_checks = _checks()
-    for name, check in item_checks:
-        if (why := check(getattr(item, name))) is not None:
+    for name, required, check in item_checks:
+        value = getattr(item, name)
+        if value is None or value == ():
+            why = _MISSING if required else None
+        else:
+            why = check(value)
+        if why is not None:
             raise ValidationError(why, field=name, item_code=item.item_code)
     for attr, checks in child_checks:
         for i, child in enumerate(getattr(item, attr)):
-            for name, check in checks:
-                if (why := check(getattr(child, name))) is not None:
+            for name, required, check in checks:
+                value = getattr(child, name)
+                if value is None or value == ():
+                    why = _MISSING if required else None
+                else:
+                    why = check(value)
+                if why is not None:
                     raise ValidationError(why, field=f"{attr}[{i}].{name}",
                                           item_code=item.item_code)
     for limit, unit in (("legal_time_limit", "legal_limit_unit"),

@@ -70,6 +70,12 @@ def compose(chain: Sequence[Step]) -> Step:
     if len(fused) == 3:
         first, second, third = fused
         return lambda value: third(second(first(value)))
+    if len(fused) == 4:
+        first, second, third, fourth = fused
+        return lambda value: fourth(third(second(first(value))))
+    if len(fused) == 5:
+        first, second, third, fourth, fifth = fused
+        return lambda value: fifth(fourth(third(second(first(value)))))
 
     def run(value: Any) -> Any:
         for s in fused:
