@@ -25,7 +25,7 @@ def _sql(cfg: ChannelConfig, mapping: Mapping, runtime: dict[str, Any]) -> Any:
 
 
 PLATFORM_OPTIONS = {"app_key", "app_secret", "timeout", "ca_bundle", "max_connections",
-                    "rate_per_second"}
+                    "rate_per_second", "in_flight"}
 
 
 def _platform(cfg: ChannelConfig, mapping: Mapping, runtime: dict[str, Any]) -> Any:
@@ -44,6 +44,10 @@ def _platform(cfg: ChannelConfig, mapping: Mapping, runtime: dict[str, Any]) -> 
         if not opts.get(required):
             raise ConfigError("is required for a platform channel",
                               key=f"channels.{cfg.name}.{required}")
+    in_flight = opts.get("in_flight", 4)
+    if isinstance(in_flight, bool) or not isinstance(in_flight, int) or not 1 <= in_flight <= 32:
+        raise ConfigError("must be a whole number from 1 to 32 (batches pushed at once)",
+                          key=f"channels.{cfg.name}.in_flight")
     profile = PlatformProfile.from_section(mapping.platform, file=mapping.file)
     # the profile states the platform's quota; a city with a negotiated one overrides it
     # (0 = no client-side limit, e.g. against the simulator)
@@ -57,7 +61,7 @@ def _platform(cfg: ChannelConfig, mapping: Mapping, runtime: dict[str, Any]) -> 
                             max_connections=int(opts.get("max_connections", 10)))
     return PlatformChannel(cfg.name, client, mapping, policy=runtime.get("policy"),
                            lag_seconds=runtime.get("lag_seconds", 0.0),
-                           sleep=runtime.get("sleep"))
+                           sleep=runtime.get("sleep"), in_flight=in_flight)
 
 
 FACTORIES: dict[str, Factory] = {"sql": _sql, "platform": _platform}

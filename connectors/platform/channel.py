@@ -11,6 +11,7 @@ never apply twice; per-item receipts.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,13 +35,14 @@ class PlatformChannel:
         policy: retries for reads (pushes are retried by the engine's load stage).
         lag_seconds: re-read this much before the checkpoint.
         sleep: how read retries wait.
+        in_flight: batches pushed at once (the rate limiter still applies to each).
     """
 
     ordered_scan = False  # the platform lists by update time, not by key
 
     def __init__(self, name: str, client: PlatformClient, mapping: Mapping, *,
                  policy: RetryPolicy | None = None, lag_seconds: float = 0.0,
-                 sleep: Callable[[float], Any] | None = None) -> None:
+                 sleep: Callable[[float], Any] | None = None, in_flight: int = 4) -> None:
         self.name, self.client, self.mapping = name, client, mapping
         self.profile = client.profile
         self.policy = policy or RetryPolicy()
@@ -48,6 +50,8 @@ class PlatformChannel:
         self._sleep = sleep
         self.key = mapping.key_column
         self.base_version_field = self.profile.base_version_field  # two-way jobs set it
+        self.in_flight = in_flight
+        self._pool: ThreadPoolExecutor | None = None
         self.updated = next((f.column for f in mapping.fields if f.name == "updated_at"), None)
 
     def _get(self, path: str, query: list[tuple[str, str]]) -> Any:
@@ -104,12 +108,20 @@ class PlatformChannel:
 
     # --- writing ---------------------------------------------------------------
     def write(self, records: Sequence[RawRecord]) -> list[Receipt]:
-        """Push in batches; one receipt per record; a rejected item never blocks the rest."""
-        receipts: list[Receipt] = []
+        """Push in batches, up to ``in_flight`` at once; one receipt per record, in order.
+
+        A rejected item never blocks the rest. A batch that fails as a whole fails
+        the call, and the caller's retry re-sends every batch: those that landed
+        carry the same Idempotency-Key, so the platform answers them from its
+        cache instead of applying them again.
+        """
         size = self.profile.batch_size
-        for i in range(0, len(records), size):
-            receipts.extend(self._push(records[i:i + size]))
-        return receipts
+        batches = [records[i:i + size] for i in range(0, len(records), size)]
+        if len(batches) == 1 or self.in_flight == 1:
+            return [r for batch in batches for r in self._push(batch)]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.in_flight, thread_name_prefix=f"push-{self.name}")
+        return [r for receipts in self._pool.map(self._push, batches) for r in receipts]
 
     def _push(self, batch: Sequence[RawRecord]) -> list[Receipt]:
         body = {"items": list(batch)}
@@ -162,6 +174,8 @@ class PlatformChannel:
                          body={"reason": reason})
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         self.client.close()
 
 
