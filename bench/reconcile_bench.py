@@ -36,8 +36,12 @@ Measurements (JSON lines):
                      checked against the injected differences (item code, kind,
                      field) and the bench raises when they disagree.
   reladiff_<pair>    where reladiff can reach both sides (it has no SQLite
-                     driver): reladiff's HASHDIFF of the two main tables only,
-                     key + the columns whose raw values are directly comparable.
+                     driver, and on MySQL it only accepts numeric or UUID keys,
+                     so in practice PostgreSQL vs PostgreSQL): reladiff's
+                     HASHDIFF of the two main tables only, key + the columns
+                     whose raw values are directly comparable. Its ratio is
+                     against the same raw read of all six tables, although it
+                     reads only the two main ones.
                      reladiff compares raw column values: no mapping (code
                      tables, 是/否, units, timestamps are left out), no
                      normalisation (the cosmetic changes are reported as
@@ -411,6 +415,9 @@ def reladiff_problem(kinds: tuple[str, str]) -> str | None:
         return f"reladiff is not importable ({exc}); pip install reladiff into the venv"
     if "sqlite" in kinds:
         return "reladiff has no SQLite driver (it supports PostgreSQL, MySQL and warehouses)"
+    if "mysql" in kinds:  # sqeleton's MySQL has SUPPORTS_ALPHANUMS = False
+        return ("reladiff cannot key a MySQL/MariaDB table by a string code (item codes are "
+                "alphanumeric; it raises 'Cannot use a column of type Text() as a key')")
     for kind, module in (("postgres", "psycopg2"), ("mysql", "mysql.connector")):
         if kind in kinds:
             try:

@@ -92,6 +92,13 @@ class Sink(Protocol):
         """
         ...
 
+    def cancel(self, code: str, reason: str) -> bool:
+        """Withdraw one item as a status update (取消), never a delete; idempotent.
+
+        Returns False when the channel has no such item.
+        """
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...

@@ -147,6 +147,40 @@ def status(obj: Ctx) -> None:
 
 @main.command()
 @click.option("--job")
+@click.pass_obj
+@guarded
+def vanished(obj: Ctx, job: str | None) -> None:
+    """Items a full run found gone from their source (delivered before, now absent)."""
+    store = obj.store()
+    try:
+        rows = store.vanished(job)
+    finally:
+        store.close()
+    if not rows:
+        click.echo("vanished: none")
+    for r in rows:
+        click.echo(f"{r['job']} {r['channel']} {r['item_code']} "
+                   f"detected={r['detected_at']:%Y-%m-%d %H:%M:%S} run={r['run_id']}")
+
+
+@main.command()
+@click.argument("job")
+@click.argument("codes", nargs=-1, required=True, metavar="CODE...")
+@click.option("--reason", default="事项已在来源系统取消", show_default=True)
+@click.pass_obj
+@guarded
+def cancel(obj: Ctx, job: str, codes: tuple[str, ...], reason: str) -> None:
+    """Cancel items in every target of JOB (a status update to 取消, never a delete)."""
+    from syncd.cancel import cancel_items
+
+    outcome = cancel_items(obj.config, obj.store, job, list(codes), reason)
+    for target, code, found in outcome:
+        click.echo(f"{'cancelled' if found else 'not found'} {code} in {target}")
+    sys.exit(EXIT_OK if all(found for _, _, found in outcome) else EXIT_PARTIAL)
+
+
+@main.command()
+@click.option("--job")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 @guarded

@@ -101,6 +101,9 @@ class ServiceItem:
     fees: tuple[Fee, ...] = field(default=())
 
 
+#: 事项状态 取消 in the national code table: what a cancellation writes
+STATUS_CANCELLED = "3"
+
 ITEM_FIELDS: dict[str, FieldSpec] = {f.name: f for f in (
     FieldSpec("item_code", "实施编码", required=True, max_len=31),
     FieldSpec("item_name", "事项名称", required=True, max_len=200),

@@ -168,10 +168,18 @@ class PlatformChannel:
                 return None
             raise
 
-    def cancel(self, code: str, reason: str) -> None:
-        """Withdraw an item on the platform (idempotent)."""
-        self.client.call("POST", self.profile.paths["cancel"].format(code=code),
-                         body={"reason": reason})
+    def cancel(self, code: str, reason: str) -> bool:
+        """Withdraw an item on the platform (TASK_STATE 3, idempotent); False if unknown."""
+        try:
+            self.policy.call(lambda: self.client.call(
+                "POST", self.profile.paths["cancel"].format(code=code), body={"reason": reason}),
+                what="cancel", target=self.name, item_code=code,
+                **({"sleep": self._sleep} if self._sleep else {}))
+        except PlatformError as exc:
+            if exc.code == self.profile.not_found_code:
+                return False
+            raise
+        return True
 
     def close(self) -> None:
         if self._pool is not None:

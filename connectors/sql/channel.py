@@ -13,13 +13,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import MetaData, Table, and_, delete, func, or_, select
+from sqlalchemy import MetaData, Table, and_, delete, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import NoSuchTableError, OperationalError, SQLAlchemyError, StatementError
 
 from connectors.base import Page, RawRecord, Receipt
 from syncd.errors import ConnectorError, TransferError, TransientTransferError
 from syncd.mapping import ChildMap, Mapping
+from syncd.model import STATUS_CANCELLED
 from syncd.sqlutil import upsert
 
 
@@ -187,6 +188,24 @@ class SqlChannel:
         if isinstance(exc, OperationalError) or getattr(exc, "connection_invalidated", False):
             return TransientTransferError(msg, channel=self.name)
         return TransferError(msg, channel=self.name)
+
+    def cancel(self, code: str, reason: str) -> bool:
+        """Set the item's status column to 取消 through the mapping; False if no such row.
+
+        ``reason`` goes to the log only: legacy tables have no place for it.
+        """
+        status = next((f for f in self.mapping.fields if f.name == "status" and f.column), None)
+        if status is None:
+            raise ConnectorError(f"the mapping {self.mapping.file} maps no status column, so "
+                                 "items cannot be cancelled here", channel=self.name)
+        value = status.writer(STATUS_CANCELLED)
+        try:
+            with self.engine.begin() as conn:
+                done = conn.execute(update(self.table).where(self.key == code)
+                                    .values({status.column: value}))
+        except SQLAlchemyError as exc:
+            raise self._translate(exc, "cancel") from exc
+        return bool(done.rowcount)
 
     def count(self) -> int:
         """Rows in the main table (reports and tests)."""

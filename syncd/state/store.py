@@ -357,6 +357,15 @@ class StateStore:
                                        "run_id": run_id, "detected_at": now} for c in codes],
                    ["job", "channel", "item_code"])
 
+    def settle_cancelled(self, job: str, codes: Sequence[str]) -> None:
+        """After items were cancelled in the job's targets: no longer vanished, and no
+        delivered hash, so an item that comes back to the source is sent again."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.vanished).where(and_(t.vanished.c.job == job,
+                                                       t.vanished.c.item_code.in_(list(codes)))))
+            conn.execute(delete(t.item_state).where(and_(
+                t.item_state.c.job == job, t.item_state.c.item_code.in_(list(codes)))))
+
     def vanished(self, job: str | None = None) -> list[dict[str, Any]]:
         q = select(t.vanished).order_by(t.vanished.c.item_code)
         if job:
