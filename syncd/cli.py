@@ -355,7 +355,7 @@ def report_reconcile(obj: Ctx, channels: str, reference: str | None, items: str,
                                           items=_csv(items))
         paths = write_reports(data, _csv(formats), out_dir)
         rates = ", ".join(f"{n} {s.rate:.1%}" for n, s in result.stats.items())
-        click.echo(f"reconcile {result.run_id}: {result.items} items, {len(result.diffs)} "
+        click.echo(f"reconcile {result.run_id}: {result.items} items, {result.total_diffs} "
                    f"differences; consistency vs {reference}: {rates}")
         for channel, code, reason in result.unreadable[:20]:
             click.echo(f"  unreadable in {channel}: {code}: {reason}")

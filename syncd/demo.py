@@ -197,7 +197,7 @@ def _reconcile(engine: SyncEngine, workdir: Path) -> dict[str, Any]:
         for channel, _ in channels.values():
             channel.close()
     kinds = Counter(d.kind for d in result.diffs)
-    return {"differences": len(result.diffs), "items": len({d.item_code for d in result.diffs}),
+    return {"differences": result.total_diffs, "items": len({d.item_code for d in result.diffs}),
             "kinds": dict(kinds), "rates": {n: s.rate for n, s in result.stats.items()}}
 
 

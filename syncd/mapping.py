@@ -45,6 +45,7 @@ class FieldMap:
     writable: bool = True
     reader: Step = steps.compose(())  # ``read`` composed into one callable
     writer: Step = steps.compose(())
+    plain: bool = False  # read is just "text as it is": a non-empty str needs no steps
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +146,10 @@ def _read_fields(fields: Sequence[FieldMap], record: RawRecord) -> dict[str, Any
     fm = None
     try:
         for fm in fields:
-            values[fm.name] = fm.reader(fm.const if fm.column is None else get(fm.column))
+            value = fm.const if fm.column is None else get(fm.column)
+            # most columns of most channels are plain text: skip the call (same result)
+            values[fm.name] = value if fm.plain and (value is None or value.__class__ is str
+                                                     and value) else fm.reader(value)
     except MappingError as exc:
         raise exc.located(field=fm.name if fm else None) from None
     return values
@@ -244,7 +248,8 @@ class _Compiler:
         return FieldMap(name=name, column=column, read=read, write=write,
                         const=body.get("const"), line=body.line,
                         writable=bool(body.get("write", True)),
-                        reader=steps.compose(read), writer=steps.compose(write))
+                        reader=steps.compose(read), writer=steps.compose(write),
+                        plain=len(read) == 2 and read[1] is steps.to_text)
 
     def _chains(self, spec: FieldSpec, body: LineDict) -> tuple[tuple[Step, ...], tuple[Step, ...]]:
         read: list[Step] = [steps.decode(self.encoding)]

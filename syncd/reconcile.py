@@ -55,6 +55,7 @@ class ReconcileResult:
     channels: list[str]
     items: int = 0
     diffs: list[Diff] = field(default_factory=list)
+    total_diffs: int = 0      # found, even past max_diffs (only the first max_diffs are kept)
     stats: dict[str, ChannelStats] = field(default_factory=dict)
     unreadable: list[tuple[str, str, str]] = field(default_factory=list)  # (channel, code, reason)
 
@@ -124,13 +125,14 @@ class _OnePage:
 
 def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
               keys: Sequence[str] | None = None, workdir: Path | None = None,
-              max_diffs: int = 1_000_000) -> ReconcileResult:
+              max_diffs: int = 200_000) -> ReconcileResult:
     """Compare every channel with ``reference`` item by item and field by field.
 
     Args:
         channels: name → (connector with ``scan``, its mapping); includes the reference.
         keys: only these items.
-        max_diffs: stop collecting differences past this many (counts stay exact).
+        max_diffs: keep at most this many differences in memory (the counts and
+            ``total_diffs`` stay exact); bounds memory when a channel differs wholesale.
     """
     names = list(channels)
     result = ReconcileResult(str(uuid.uuid4()), datetime.now(UTC), reference,
@@ -146,6 +148,10 @@ def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
                 _compare_group(current, group, result, max_diffs)
                 group = {}
             current = code
+            if names[i] in group:  # two records of one channel read as the same item
+                result.unreadable.append((names[i], code, "实施编码重复：同一渠道有两条记录映射为同一事项，"
+                                                          "仅比对第一条"))
+                continue
             group[names[i]] = value
         if current is not None:
             _compare_group(current, group, result, max_diffs)
@@ -186,6 +192,7 @@ def _compare_group(code: str, group: dict[str, ServiceItem | str], result: Recon
             found = _field_diffs(code, title, ref_item, ref_view, other, name, stats)
         if not found:
             stats.consistent += 1
+        result.total_diffs += len(found)
         room = max_diffs - len(result.diffs)
         result.diffs.extend(found[:max(room, 0)])
 

@@ -188,7 +188,7 @@ def _to_bool(value: Any) -> Any:
     raise MappingError(f"expected a yes/no value, got {value!r}")
 
 
-def _to_text(value: Any) -> Any:
+def to_text(value: Any) -> Any:
     if value is None or isinstance(value, str):
         return value
     return str(value)
@@ -203,9 +203,9 @@ def _to_codes(value: Any) -> Any:
 
 
 COERCE: dict[str, Step] = {
-    "text": _to_text,
-    "phone": _to_text,
-    "code": _to_text,
+    "text": to_text,
+    "phone": to_text,
+    "code": to_text,
     "codes": _to_codes,
     "int": _to_int,
     "bool": _to_bool,

@@ -90,7 +90,10 @@ def reconcile_report(result: ReconcileResult, trend: Sequence[TrendPoint] = ()) 
     summary = [
         SummaryRow("items", "比对事项数", result.items),
         SummaryRow("items_with_differences", "存在差异事项数", len(differing)),
-        SummaryRow("differences", "差异条数", len(result.diffs)),
+        SummaryRow("differences", "差异条数", result.total_diffs),
+        *([SummaryRow("diffs_not_listed", "未列出的差异条数（超出上限）",
+                      result.total_diffs - len(result.diffs))]
+          if result.total_diffs > len(result.diffs) else []),
         *(SummaryRow(f"diff_{kind}", f"其中{label}", kinds[kind])
           for kind, label in DIFF_KIND_LABELS.items()),
         SummaryRow("unreadable", "无法读取的记录", len(result.unreadable)),

@@ -1,0 +1,63 @@
+"""The reconcile merge on in-memory channels: edge cases the database tests do not reach."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from helpers import mapping_for
+
+from connectors.base import Page
+from syncd.reconcile import reconcile
+from syncd.sample import generate
+
+
+class ListChannel:
+    """A channel whose scan is a list of raw records, in the given order."""
+
+    def __init__(self, name: str, records: list[dict], ordered: bool = True) -> None:
+        self.name, self.records, self.ordered_scan = name, records, ordered
+
+    def scan(self, page_size: int, *, keys=None):
+        for i in range(0, len(self.records), page_size):
+            yield Page(self.records[i:i + page_size], None)
+
+    def close(self) -> None:
+        pass
+
+
+def test_two_records_that_map_to_one_item_are_reported_not_overwritten(tmp_path):
+    hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
+    items = sorted(generate(5, seed=2), key=lambda i: i.item_code)
+    ref = ListChannel("portal", [portal.from_item(i) for i in items])
+    records = [hall.from_item(i) for i in items]
+    twin = dict(records[2], SXBM=records[2]["SXBM"].lower() + " ", SXMC="另一条记录")
+    other = ListChannel("hall", records[:3] + [twin] + records[3:])
+    result = reconcile({"portal": (ref, portal), "hall": (other, hall)}, "portal",
+                       workdir=tmp_path)
+    assert result.diffs == []  # the first record agrees with the reference
+    [(channel, code, reason)] = result.unreadable
+    assert (channel, code) == ("hall", items[2].item_code) and "重复" in reason
+
+
+def test_unordered_channel_is_sorted_through_disk(tmp_path):
+    hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
+    items = list(generate(300, seed=3))
+    changed = dataclasses.replace(items[150], address="钦州市灵山县某某路1号")
+    ref = ListChannel("hall", sorted((hall.from_item(i) for i in items), key=lambda r: r["SXBM"]))
+    shuffled = [portal.from_item(i) for i in reversed(items[:150] + [changed] + items[151:])]
+    result = reconcile({"hall": (ref, hall), "portal": (ListChannel("portal", shuffled, False),
+                                                        portal)}, "hall", workdir=tmp_path)
+    assert [(d.item_code, d.field) for d in result.diffs] == [(changed.item_code, "address")]
+    assert result.stats["portal"].consistent == 299
+
+
+def test_differences_past_the_cap_are_counted_not_kept(tmp_path):
+    hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
+    items = sorted(generate(40, seed=4), key=lambda i: i.item_code)
+    ref = ListChannel("hall", [hall.from_item(i) for i in items])
+    other = ListChannel("portal", [portal.from_item(dataclasses.replace(i, address="别处"))
+                                   for i in items])
+    result = reconcile({"hall": (ref, hall), "portal": (other, portal)}, "hall",
+                       workdir=tmp_path, max_diffs=10)
+    assert len(result.diffs) == 10 and result.total_diffs == 40
+    assert result.stats["portal"].consistent == 0
