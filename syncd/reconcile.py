@@ -24,12 +24,13 @@ import orjson
 
 from syncd.errors import ConnectorError, MappingError
 from syncd.mapping import Mapping
-from syncd.model import CHILDREN, ITEM_FIELDS, ServiceItem, comparison_view, validate
+from syncd.model import CHILDREN, ITEM_FIELDS, FieldSpec, ServiceItem, field_key, validate
 from syncd.report.data import Diff
 
 PAGE = 1000
 #: fields compared one by one (metadata such as version and update time is not content)
 COMPARED = [s for s in ITEM_FIELDS.values() if s.content and s.name != "item_code"]
+FIELD_NAMES = [s.name for s in COMPARED] + list(CHILDREN)
 
 
 @dataclass
@@ -39,12 +40,20 @@ class ChannelStats:
     items: int = 0            # items in the union of reference and this channel
     consistent: int = 0
     unreadable: int = 0       # records the mapping could not read (reported, not compared)
-    fields_equal: Counter[str] = field(default_factory=Counter)
-    fields_compared: Counter[str] = field(default_factory=Counter)
+    compared: int = 0         # items present on both sides: each of their fields was compared
+    fields_differing: Counter[str] = field(default_factory=Counter)
 
     @property
     def rate(self) -> float:
         return self.consistent / self.items if self.items else 1.0
+
+    @property
+    def fields_compared(self) -> Counter[str]:
+        return Counter(dict.fromkeys(FIELD_NAMES, self.compared))
+
+    @property
+    def fields_equal(self) -> Counter[str]:
+        return Counter({f: self.compared - self.fields_differing[f] for f in FIELD_NAMES})
 
 
 @dataclass
@@ -171,7 +180,6 @@ def _compare_group(code: str, group: dict[str, ServiceItem | str], result: Recon
         if isinstance(value, str):
             result.unreadable.append((name, code, value))
     ref_item = ref if isinstance(ref, ServiceItem) else None
-    ref_view = comparison_view(ref_item) if ref_item else None
     title = ref_item.item_name if ref_item else None
     for name in result.channels:
         stats = result.stats[name]
@@ -189,7 +197,7 @@ def _compare_group(code: str, group: dict[str, ServiceItem | str], result: Recon
         elif ref_item is None:
             found.append(Diff(code, other.item_name, None, None, "extra", name))
         else:
-            found = _field_diffs(code, title, ref_item, ref_view, other, name, stats)
+            found = _field_diffs(code, title, ref_item, other, name, stats)
         if not found:
             stats.consistent += 1
         result.total_diffs += len(found)
@@ -197,31 +205,36 @@ def _compare_group(code: str, group: dict[str, ServiceItem | str], result: Recon
         result.diffs.extend(found[:max(room, 0)])
 
 
-def _field_diffs(code: str, title: str | None, ref: ServiceItem, ref_view: dict[str, Any] | None,
-                 other: ServiceItem, channel: str, stats: ChannelStats) -> list[Diff]:
-    view = comparison_view(other)
-    assert ref_view is not None
+def _field_diffs(code: str, title: str | None, ref: ServiceItem, other: ServiceItem,
+                 channel: str, stats: ChannelStats) -> list[Diff]:
+    """Field by field: equal values are equal at once; only values that differ are
+    normalised before deciding (most fields of most items agree, so this is cheap)."""
+    stats.compared += 1
     diffs = []
     for spec in COMPARED:
-        stats.fields_compared[spec.name] += 1
-        if view[spec.name] == ref_view[spec.name]:
-            stats.fields_equal[spec.name] += 1
-        else:
+        a, b = getattr(ref, spec.name), getattr(other, spec.name)
+        if a != b and field_key(spec, a) != field_key(spec, b):
+            stats.fields_differing[spec.name] += 1
             diffs.append(Diff(code, title, spec.name, spec.label, "differs", channel,
-                              _show(getattr(ref, spec.name)), _show(getattr(other, spec.name))))
+                              _show(a), _show(b)))
     for attr, (_cls, specs, label) in CHILDREN.items():
-        stats.fields_compared[attr] += 1
-        if view[attr] == ref_view[attr]:
-            stats.fields_equal[attr] += 1
-        else:
+        a, b = getattr(ref, attr), getattr(other, attr)
+        if a != b and _children_view(a, specs) != _children_view(b, specs):
+            stats.fields_differing[attr] += 1
             diffs.append(Diff(code, title, attr, label, "differs", channel,
-                              _show_children(getattr(ref, attr)),
-                              _show_children(getattr(other, attr))))
+                              _show_children(a), _show_children(b)))
     if diffs and ref.version is not None and other.version is not None \
             and other.version < ref.version:
         diffs.insert(0, Diff(code, title, "version", ITEM_FIELDS["version"].label, "stale",
                              channel, str(ref.version), str(other.version)))
     return diffs
+
+
+def _children_view(rows: Sequence[Any], specs: dict[str, FieldSpec]) -> list[bytes]:
+    """Child rows as compared: normalised content fields, in a stable order."""
+    return sorted(orjson.dumps({s.name: field_key(s, getattr(r, s.name))
+                                for s in specs.values() if s.content},
+                               option=orjson.OPT_SORT_KEYS) for r in rows)
 
 
 def _show(value: Any) -> str | None:
