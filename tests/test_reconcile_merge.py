@@ -61,3 +61,21 @@ def test_differences_past_the_cap_are_counted_not_kept(tmp_path):
                        workdir=tmp_path, max_diffs=10)
     assert len(result.diffs) == 10 and result.total_diffs == 40
     assert result.stats["portal"].consistent == 0
+
+
+def test_a_channel_that_cannot_be_read_fails_the_report_with_its_name(tmp_path):
+    from click.testing import CliRunner
+    from helpers import seed, write_config
+
+    from syncd.cli import main
+
+    hall, empty = f"sqlite:///{tmp_path}/hall.db", f"sqlite:///{tmp_path}/empty.db"
+    seed(hall, "hall_db", generate(5, seed=1))
+    cfg = write_config(tmp_path / "syncd.toml", state_db=f"sqlite:///{tmp_path}/state.db",
+                       channels={"hall": ("sql", hall, "hall_db.yaml"),
+                                 "portal": ("sql", empty, "portal_db.yaml")}, jobs={})
+    result = CliRunner().invoke(main, ["--config", str(cfg), "report", "reconcile",
+                                       "--channels", "hall,portal", "--out", str(tmp_path)])
+    assert result.exit_code == 3, result.output
+    assert "channel=portal" in result.output and "portal_guide" in result.output
+    assert "Traceback" not in result.output
