@@ -115,8 +115,8 @@ class SqlChannel:
             rows = self._fetch(q)
             if not rows:
                 return
-            last = rows[-1][self.key.name]
-            yield Page(self._with_children(rows), None)
+            first, last = rows[0][self.key.name], rows[-1][self.key.name]
+            yield Page(self._with_children(rows, key_range=(first, last)), None)
             if len(rows) < page_size:
                 return
 
@@ -129,7 +129,10 @@ class SqlChannel:
         except SQLAlchemyError as exc:
             raise self._translate(exc, "read") from exc
 
-    def _with_children(self, rows: list[dict[str, Any]]) -> list[RawRecord]:
+    def _with_children(self, rows: list[dict[str, Any]], *,
+                       key_range: tuple[Any, Any] | None = None) -> list[RawRecord]:
+        """Attach child rows. ``key_range``: the page holds every key in it (a full scan
+        page), so children are read as one index range instead of a list of keys."""
         if not self.children or not rows:
             return rows
         by_key = {r[self.key.name]: r for r in rows}
@@ -137,7 +140,7 @@ class SqlChannel:
             for r in rows:
                 r[child.record_key] = []
             fk = table.c[child.parent_key or ""]
-            q = select(table).where(fk.in_(list(by_key)))
+            q = select(table).where(fk.between(*key_range) if key_range else fk.in_(list(by_key)))
             for row in self._fetch(q):
                 parent = by_key.get(row[fk.name])
                 if parent is not None:
