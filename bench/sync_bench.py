@@ -18,22 +18,12 @@ from pathlib import Path
 import sqlalchemy as sa
 from common import emit, log, scratch_db, timed, workdir
 
-from connectors.sql import SqlChannel
 from syncd.config import load_config
 from syncd.engine import RunRequest, SyncEngine
-from syncd.legacy_schemas import SCHEMAS, create_legacy_tables
-from syncd.mapping import load_mapping
-from syncd.codes import MAPPINGS_DIR
+from syncd.legacy_schemas import SCHEMAS, create_legacy_tables, seed_legacy
 from syncd.sample import edit, generate
 from syncd.sqlutil import make_engine
 from syncd.state.store import open_store
-
-
-def seed(url: str, items: list) -> None:
-    channel = SqlChannel("src", make_engine(url), load_mapping(MAPPINGS_DIR / "hall_db.yaml"))
-    for i in range(0, len(items), 2000):
-        channel.write([channel.mapping.from_item(x) for x in items[i:i + 2000]])
-    channel.close()
 
 
 def raw_copy(src_url: str, dst_url: str) -> int:
@@ -94,8 +84,7 @@ def run(db: str, rows: int) -> None:
         tmp = Path(tmpname)
         log(f"[{db}] generating and seeding {rows} items")
         items = list(generate(rows, seed=42))
-        create_legacy_tables(make_engine(src_url), "hall_db")
-        seed(src_url, items)
+        seed_legacy(src_url, "hall_db", items, batch=2000)
         create_legacy_tables(make_engine(dst_url), "portal_db")
 
         with timed() as raw_t:
@@ -118,8 +107,9 @@ def run(db: str, rows: int) -> None:
         changed = max(1, rows // 100)
         later = datetime(2027, 1, 1, tzinfo=UTC)
         step = rows // changed
-        seed(src_url, [dataclasses.replace(edit(items[i], i), updated_at=later + timedelta(seconds=i))
-                       for i in range(0, rows, step)][:changed])
+        seed_legacy(src_url, "hall_db", [dataclasses.replace(
+            edit(items[i], i), updated_at=later + timedelta(seconds=i))
+            for i in range(0, rows, step)][:changed], create=False)
         with timed() as inc_t:
             result = engine.run(RunRequest("bench"))
         assert result.counts["delivered"] == changed, result

@@ -374,7 +374,7 @@ def _fix(obj: Ctx, store: Any, result: Any, dry_run: bool) -> None:
     plans = plan(result, obj.config)
     for p in plans:
         click.echo(f"{'would resync' if dry_run else 'resync'} {len(p.items)} items "
-                   f"{result.reference} -> {p.channel} (job {p.job})"
+                   f"{result.reference} -> {p.channel} (job {p.job.name})"
                    + (f"; {len(p.extra)} only in {p.channel}, left for its owners to cancel"
                       if p.extra else ""))
     for run in repair(obj.config, store, plans, dry_run=dry_run):

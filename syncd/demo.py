@@ -24,13 +24,13 @@ from typing import Any
 
 import orjson
 
-from connectors.registry import open_channel
 from syncd import log
 from syncd.codes import MAPPINGS_DIR
 from syncd.config import load_config
 from syncd.engine import RunRequest, RunResult, SyncEngine
 from syncd.legacy_schemas import create_legacy_tables, seed_legacy
 from syncd.reconcile import reconcile
+from syncd.report.build import close_channels, open_channels
 from syncd.sample import generate
 from syncd.sim import Faults, PlatformSimulator, serve_in_thread
 from syncd.sqlutil import make_engine
@@ -188,14 +188,11 @@ def _drain_outbox(engine: SyncEngine, say: Callable[[str], Any]) -> list[RunResu
 
 def _reconcile(engine: SyncEngine, workdir: Path) -> dict[str, Any]:
     """Hall DB (the source of truth here) against the platform and the portal DB."""
-    names = ["hall_db", "platform", "portal_db"]
-    channels = {n: (open_channel(engine.config.channels[n], engine.mapping(n),
-                                 policy=engine.config.retry), engine.mapping(n)) for n in names}
+    channels = open_channels(engine.config, ["hall_db", "platform", "portal_db"])
     try:
         result = reconcile(channels, "hall_db", workdir=workdir)
     finally:
-        for channel, _ in channels.values():
-            channel.close()
+        close_channels(channels)
     kinds = Counter(d.kind for d in result.diffs)
     return {"differences": result.total_diffs, "items": len({d.item_code for d in result.diffs}),
             "kinds": dict(kinds), "rates": {n: s.rate for n, s in result.stats.items()}}

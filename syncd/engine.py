@@ -152,21 +152,14 @@ class SyncEngine:
                                     lag_seconds=job.lag_seconds, **runtime)
         targets = [(self._open_channel(self.config.channels[t], self.mapping(t), **runtime),
                     self.mapping(t)) for t in job.targets]
-        if job.two_way:
-            for target, _ in targets:
-                if not getattr(target, "base_version_field", None):
-                    source.close()
-                    for opened, _ in targets:
-                        opened.close()
-                    raise ConfigError(f"two_way needs targets that take a base version; "
-                                      f"{target.name} does not", file=self.config.file,
-                                      key=f"jobs.{job.name}.two_way")
         counts, force = result.counts, req.full or bool(req.items)
         checkpoint = self.store.checkpoint(job.name, job.source)
         seen_last: str | None = None
         ordered = getattr(source, "ordered_scan", True)  # vanished rows need a key-ordered scan
         wanted = set(req.items)
         try:
+            if job.two_way:
+                self._check_base_versions(job, [target for target, _ in targets])
             for page in extract(source, mode=mode if mode != "items" else "full",
                                 checkpoint=checkpoint, page_size=job.page_size, keys=req.items):
                 mapped = map_page(source_map, page.records)                         # map
@@ -218,6 +211,13 @@ class SyncEngine:
             source.close()
             for target, _ in targets:
                 target.close()
+
+    def _check_base_versions(self, job: JobConfig, targets: Sequence[Any]) -> None:
+        for target in targets:
+            if not getattr(target, "base_version_field", None):
+                raise ConfigError(f"two_way needs targets that take a base version; "
+                                  f"{target.name} does not", file=self.config.file,
+                                  key=f"jobs.{job.name}.two_way")
 
     def _vanished(self, job: JobConfig, records: Sequence[dict[str, Any]], source_map: Mapping,
                   after: str | None, result: RunResult, log: Any, *, final: bool = False) -> str | None:

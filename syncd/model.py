@@ -260,6 +260,18 @@ def _checks() -> tuple[Checks, tuple[tuple[str, Checks], ...]]:
 
 
 
+def _first_problem(obj: Any, checks: Checks) -> tuple[str, str] | None:
+    """(field, reason) of the first field of ``obj`` that breaks its check, or None."""
+    for name, required, check in checks:
+        value = getattr(obj, name)
+        if value is None or value == ():
+            if required:
+                return name, _MISSING
+        elif (why := check(value)) is not None:
+            return name, why
+    return None
+
+
 def validate(item: ServiceItem) -> None:
     """Check ``item`` against the canonical model's rules.
 
@@ -268,25 +280,13 @@ def validate(item: ServiceItem) -> None:
             ``materials[2].name``) and the rule it breaks, in Chinese.
     """
     item_checks, child_checks = _checks()
-    for name, required, check in item_checks:
-        value = getattr(item, name)
-        if value is None or value == ():
-            why = _MISSING if required else None
-        else:
-            why = check(value)
-        if why is not None:
-            raise ValidationError(why, field=name, item_code=item.item_code)
+    if (problem := _first_problem(item, item_checks)) is not None:
+        raise ValidationError(problem[1], field=problem[0], item_code=item.item_code)
     for attr, checks in child_checks:
         for i, child in enumerate(getattr(item, attr)):
-            for name, required, check in checks:
-                value = getattr(child, name)
-                if value is None or value == ():
-                    why = _MISSING if required else None
-                else:
-                    why = check(value)
-                if why is not None:
-                    raise ValidationError(why, field=f"{attr}[{i}].{name}",
-                                          item_code=item.item_code)
+            if (problem := _first_problem(child, checks)) is not None:
+                raise ValidationError(problem[1], field=f"{attr}[{i}].{problem[0]}",
+                                      item_code=item.item_code)
     for limit, unit in (("legal_time_limit", "legal_limit_unit"),
                         ("promised_time_limit", "promised_limit_unit")):
         if getattr(item, limit) is not None and getattr(item, unit) is None:

@@ -27,7 +27,7 @@ REPAIRED_KINDS = ("missing", "differs", "stale")
 @dataclass
 class RepairPlan:
     channel: str
-    job: str
+    job: JobConfig
     items: list[str]
     extra: list[str]  # in the channel only: listed, never removed
 
@@ -40,7 +40,7 @@ def plan(result: ReconcileResult, config: Config) -> list[RepairPlan]:
         codes = sorted({d.item_code for d in diffs if d.kind in REPAIRED_KINDS})
         extra = sorted({d.item_code for d in diffs if d.kind == "extra"})
         if codes or extra:
-            plans.append(RepairPlan(channel, _job_for(config, result.reference, channel).name,
+            plans.append(RepairPlan(channel, _job_for(config, result.reference, channel),
                                     codes, extra))
     return plans
 
@@ -48,13 +48,9 @@ def plan(result: ReconcileResult, config: Config) -> list[RepairPlan]:
 def repair(config: Config, store: StateStore, plans: Sequence[RepairPlan], *,
            dry_run: bool) -> list[RunResult]:
     """Run each plan's resync (a dry run writes nothing and counts what would be sent)."""
-    jobs = dict(config.jobs)
-    for p in plans:
-        if p.job not in jobs:
-            source = p.job.removeprefix("repair:").split("->")[0]
-            jobs[p.job] = JobConfig(p.job, source, (p.channel,))
+    jobs = dict(config.jobs) | {p.job.name: p.job for p in plans}
     engine = SyncEngine(dataclasses.replace(config, jobs=jobs), store)
-    return [engine.run(RunRequest(p.job, trigger="repair", items=tuple(p.items),
+    return [engine.run(RunRequest(p.job.name, trigger="repair", items=tuple(p.items),
                                   dry_run=dry_run))
             for p in plans if p.items]
 

@@ -198,24 +198,24 @@ class StateStore:
 
     def delivered_hashes(self, job: str, target: str, codes: Sequence[str]) -> dict[str, str]:
         """The last hash delivered to ``target`` for each of ``codes`` that has one."""
-        if not codes:
-            return {}
-        s = t.item_state
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(s.c.item_code, s.c.content_hash).where(and_(
-                s.c.job == job, s.c.target == target, s.c.item_code.in_(list(codes)))))
-            return {code: h for code, h in rows}
+        return self._delivered(t.item_state.c.content_hash, job, target, codes)
 
     def delivered_versions(self, job: str, target: str, codes: Sequence[str]) -> dict[str, int]:
         """The target's version of each of ``codes`` as of the last delivery (two-way jobs)."""
+        return {c: int(v) for c, v in
+                self._delivered(t.item_state.c.target_version, job, target, codes).items()}
+
+    def _delivered(self, column: Any, job: str, target: str, codes: Sequence[str]
+                   ) -> dict[str, Any]:
+        """``column`` of the delivered state of each of ``codes`` where it is set."""
         if not codes:
             return {}
         s = t.item_state
         with self.engine.connect() as conn:
-            rows = conn.execute(select(s.c.item_code, s.c.target_version).where(and_(
+            rows = conn.execute(select(s.c.item_code, column).where(and_(
                 s.c.job == job, s.c.target == target, s.c.item_code.in_(list(codes)),
-                s.c.target_version.is_not(None))))
-            return {code: int(v) for code, v in rows}
+                column.is_not(None))))
+            return {code: value for code, value in rows}
 
     def conflicts(self, *, job: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Items both sides changed (two-way jobs), newest first, for an operator to settle."""
