@@ -28,6 +28,7 @@ from syncd import log
 from syncd.codes import MAPPINGS_DIR
 from syncd.config import load_config
 from syncd.engine import RunRequest, RunResult, SyncEngine
+from syncd.errors import TransferError
 from syncd.legacy_schemas import create_legacy_tables, seed_legacy
 from syncd.reconcile import reconcile
 from syncd.report.build import close_channels, open_channels
@@ -40,6 +41,7 @@ APP_KEY = "syncd-demo"
 PUSH, PULL = "hall_to_platform", "platform_to_portal"
 FILES = ("hall.db", "portal.db", "state.db", "syncd.toml", "syncd-demo.log")
 MAX_REPLAY_ROUNDS = 10
+PULL_TRIES = 3
 #: faults while pushing: a third of the requests fail transiently, some answers are
 #: lost after the write was applied, and the platform refuses two items outright
 PUSH_FAULTS = {"error_ratio": 0.3, "burst_429": 3, "retry_after": 1,
@@ -141,8 +143,8 @@ def _run(workdir: Path, n: int, secret: str, log_path: Path, say: Callable[[str]
 
             sim.faults.update(PULL_FAULTS)
             say(f"pull: platform → portal DB (faults: {_faults_text(PULL_FAULTS)})")
-            pull = engine.run(RunRequest(PULL, trigger="demo"))
-            say(f"pull: {_counts_text(pull)}")
+            _pull(engine, say)
+            pulled = sum(r["delivered"] for r in store.runs(PULL))  # the failed tries' too
             injected = dict(sim.dice.served)
 
             sim.faults.update({"error_ratio": 0.0})
@@ -153,7 +155,7 @@ def _run(workdir: Path, n: int, secret: str, log_path: Path, say: Callable[[str]
     summary = {
         "items": n,
         "pushed": push.counts["delivered"] + sum(r.counts["delivered"] for r in replayed),
-        "pulled": pull.counts["delivered"],
+        "pulled": pulled,
         "faults_injected": sum(injected.values()),
         "retried_in_process": retries,
         "sent_to_outbox": push.counts["retried"],
@@ -184,6 +186,22 @@ def _drain_outbox(engine: SyncEngine, say: Callable[[str], Any]) -> list[RunResu
         say(f"outbox replay {round_no}: {len(pending)} pending → {result.counts['delivered']} "
             f"delivered, {left} still pending")
     return results
+
+
+def _pull(engine: SyncEngine, say: Callable[[str], Any]) -> RunResult:
+    """The pull job; a run that fails on a read the retries could not save is run again,
+    as the daemon's next scheduled run would: it resumes from the checkpoint."""
+    for attempt in range(1, PULL_TRIES + 1):
+        try:
+            result = engine.run(RunRequest(PULL, trigger="demo"))
+        except TransferError as exc:
+            if attempt == PULL_TRIES:
+                raise
+            say(f"pull failed ({exc}); running it again from the checkpoint")
+            continue
+        say(f"pull: {_counts_text(result)}")
+        return result
+    raise AssertionError("unreachable")
 
 
 def _reconcile(engine: SyncEngine, workdir: Path) -> dict[str, Any]:
