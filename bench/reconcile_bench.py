@@ -314,10 +314,14 @@ def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _child_reconcile(conn: Any, sides: list[tuple[str, str]], profile_to: str | None) -> None:
+def _child_reconcile(conn: Any, sides: list[tuple[str, str]], profile_to: str | None,
+                     state_url: str | None = None) -> None:
     try:
         from connectors.sql import SqlChannel
         from syncd.reconcile import reconcile
+        from syncd.state.store import open_store
+
+        store = open_store(state_url) if state_url else None
 
         channels = {name: (SqlChannel(name, make_engine(url), mapping_for(schema)),
                            mapping_for(schema))
@@ -329,7 +333,7 @@ def _child_reconcile(conn: Any, sides: list[tuple[str, str]], profile_to: str | 
         start = time.perf_counter()
         if prof:
             prof.enable()
-        result = reconcile(channels, reference=NAMES[0])
+        result = reconcile(channels, reference=NAMES[0], store=store)
         if prof:
             prof.disable()
         seconds = time.perf_counter() - start
@@ -343,7 +347,8 @@ def _child_reconcile(conn: Any, sides: list[tuple[str, str]], profile_to: str | 
                    "timeline": sampler.timeline(), "items": result.items,
                    "diffs": [(d.item_code, d.kind, d.field) for d in result.diffs],
                    "unreadable": result.unreadable[:20], "n_unreadable": len(result.unreadable),
-                   "consistent": {n: s.consistent for n, s in result.stats.items()}})
+                   "consistent": {n: s.consistent for n, s in result.stats.items()},
+                   "reused": result.reused})
     except BaseException as exc:  # noqa: BLE001 - shipped to the parent
         import traceback
         conn.send({"error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"})
@@ -459,26 +464,20 @@ def run(pair: list[tuple[str, str]], rows: int, seed: int, *, profile: bool,
         emit(name=f"raw_read_{label}", rows=rows, table_rows=raw_rows,
              seconds=round(raw_seconds, 3), runs=[round(r, 3) for r in raws])
 
-        found = set(res["diffs"])
-        by_kind = Counter(k if k != "differs" else f"differs:{f}" for _c, k, f in found)
-        missed, spurious = inj.expected - found, found - inj.expected
-        ok = not missed and not spurious and res["n_unreadable"] == 0 \
-            and res["items"] == rows + inj.extra_items
-        emit(name=f"reconcile_{label}", rows=rows, items=res["items"],
-             seconds=round(res["seconds"], 3), raw_seconds=round(raw_seconds, 3),
-             ratio=round(res["seconds"] / raw_seconds, 3),
-             peak_rss_mb=round(res["peak_rss_mb"], 1), base_rss_mb=round(res["base_rss_mb"], 1),
-             rss_mb_timeline=res["timeline"], diffs=len(res["diffs"]),
-             diffs_by_kind=dict(sorted(by_kind.items())), expected_diffs=len(inj.expected),
-             injected=dict(inj.counts), cosmetic_injected=sum(inj.counts[k] for k in COSMETIC),
-             unreadable=res["n_unreadable"], correct=ok)
-        if not ok:
-            raise AssertionError(
-                f"[{label}] reconcile disagrees with the injected differences: "
-                f"{len(missed)} not found (e.g. {sorted(missed)[:5]}), "
-                f"{len(spurious)} not injected (e.g. {sorted(spurious)[:5]}), "
-                f"{res['n_unreadable']} unreadable (e.g. {res['unreadable'][:3]}), "
-                f"items {res['items']} vs expected {rows + inj.extra_items}")
+        _emit_checked(f"reconcile_{label}", res, raw_seconds, inj, rows)
+
+        # The same reconcile with a state store, as `syncd report reconcile` runs it: the
+        # first run maps everything and keeps each record's raw digest and content hash
+        # (fill); after 1% of the second channel's records are touched (a cosmetic edit,
+        # so the expected differences stay the same), the next run maps only those (warm).
+        state_url = f"sqlite:///{tmp / 'state.db'}"
+        log(f"[{label}] syncd reconcile with a state store, first run (spawned child)")
+        res = in_child(_child_reconcile, sides, None, state_url)
+        _emit_checked(f"reconcile_fill_{label}", res, raw_seconds, inj, rows)
+        touched = touch(*sides[1], every=100)
+        log(f"[{label}] touched {touched} records; reconcile again (spawned child)")
+        res = in_child(_child_reconcile, sides, None, state_url)
+        _emit_checked(f"reconcile_warm_{label}", res, raw_seconds, inj, rows, touched=touched)
 
         if use_reladiff:
             why = reladiff_problem(kinds)
@@ -513,6 +512,51 @@ def run(pair: list[tuple[str, str]], rows: int, seed: int, *, profile: bool,
                 buf = io.StringIO()
                 pstats.Stats(str(out), stream=buf).sort_stats(order).print_stats(30)
                 log(buf.getvalue())
+
+
+def _emit_checked(name: str, res: dict[str, Any], raw_seconds: float, inj: Injected, rows: int,
+                  **extra: Any) -> None:
+    """One reconcile measurement; raises when its differences are not the injected ones."""
+    if "error" in res:
+        raise RuntimeError(f"{name} child failed: {res['error']}")
+    found = set(res["diffs"])
+    by_kind = Counter(k if k != "differs" else f"differs:{f}" for _c, k, f in found)
+    missed, spurious = inj.expected - found, found - inj.expected
+    ok = not missed and not spurious and res["n_unreadable"] == 0 \
+        and res["items"] == rows + inj.extra_items
+    emit(name=name, rows=rows, items=res["items"],
+         seconds=round(res["seconds"], 3), raw_seconds=round(raw_seconds, 3),
+         ratio=round(res["seconds"] / raw_seconds, 3),
+         peak_rss_mb=round(res["peak_rss_mb"], 1), base_rss_mb=round(res["base_rss_mb"], 1),
+         rss_mb_timeline=res["timeline"], diffs=len(res["diffs"]),
+         diffs_by_kind=dict(sorted(by_kind.items())), expected_diffs=len(inj.expected),
+         injected=dict(inj.counts), cosmetic_injected=sum(inj.counts[k] for k in COSMETIC),
+         unreadable=res["n_unreadable"], reused=res["reused"], correct=ok, **extra)
+    if not ok:
+        raise AssertionError(
+            f"[{name}] reconcile disagrees with the injected differences: "
+            f"{len(missed)} not found (e.g. {sorted(missed)[:5]}), "
+            f"{len(spurious)} not injected (e.g. {sorted(spurious)[:5]}), "
+            f"{res['n_unreadable']} unreadable (e.g. {res['unreadable'][:3]}), "
+            f"items {res['items']} vs expected {rows + inj.extra_items}")
+
+
+def touch(schema: str, url: str, *, every: int) -> int:
+    """A cosmetic edit (a trailing space in office hours) on every ``every``-th record."""
+    mapping = mapping_for(schema)
+    column = next(f.column for f in mapping.fields if f.name == "office_hours")
+    table = next(t for t in SCHEMAS[schema](sa.MetaData()) if t.name == mapping.table)
+    key = table.c[mapping.key_column]
+    engine = make_engine(url)
+    touched = 0
+    with engine.begin() as conn:
+        codes = conn.execute(sa.select(key).order_by(key)).scalars().all()[::every]
+        for i in range(0, len(codes), 1000):
+            touched += conn.execute(sa.update(table).where(
+                key.in_(codes[i:i + 1000]), table.c[column].is_not(None)).values(
+                {column: table.c[column] + " "})).rowcount
+    engine.dispose()
+    return touched
 
 
 def parse_pair(spec: str) -> list[tuple[str, str]]:

@@ -208,7 +208,7 @@ def _reconcile(engine: SyncEngine, workdir: Path) -> dict[str, Any]:
     """Hall DB (the source of truth here) against the platform and the portal DB."""
     channels = open_channels(engine.config, ["hall_db", "platform", "portal_db"])
     try:
-        result = reconcile(channels, "hall_db", workdir=workdir)
+        result = reconcile(channels, "hall_db", workdir=workdir, store=engine.store)
     finally:
         close_channels(channels)
     kinds = Counter(d.kind for d in result.diffs)

@@ -89,6 +89,16 @@ class Mapping:
         cols = [f.column for f in self.fields if f.column]
         return list(dict.fromkeys([self.key_column, *cols]))  # type: ignore[list-item]
 
+    def item_code_of(self, record: RawRecord) -> str | None:
+        """The record's item_code through its field's read chain alone (no other field is read).
+
+        Raises:
+            MappingError: the key column cannot be read.
+        """
+        fm = next(f for f in self.fields if f.name == "item_code")
+        code = fm.reader(record.get(fm.column))  # type: ignore[arg-type]
+        return code if isinstance(code, str) else None
+
     def to_item(self, record: RawRecord) -> ServiceItem:
         """Map one raw record to a canonical item.
 

@@ -21,11 +21,23 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import structlog
 
 from syncd.errors import ConnectorError, MappingError
 from syncd.mapping import Mapping
-from syncd.model import CHILDREN, ITEM_FIELDS, FieldSpec, ServiceItem, field_key, validate
+from syncd.model import (
+    CHILDREN,
+    ITEM_FIELDS,
+    FieldSpec,
+    ServiceItem,
+    content_hash,
+    field_key,
+    validate,
+)
 from syncd.report.data import Diff
+from syncd.seen import ChannelSeen, open_seen
+
+log = structlog.get_logger(__name__)
 
 PAGE = 1000
 #: fields compared one by one (metadata such as version and update time is not content)
@@ -67,6 +79,7 @@ class ReconcileResult:
     total_diffs: int = 0      # found, even past max_diffs (only the first max_diffs are kept)
     stats: dict[str, ChannelStats] = field(default_factory=dict)
     unreadable: list[tuple[str, str, str]] = field(default_factory=list)  # (channel, code, reason)
+    reused: dict[str, int] = field(default_factory=dict)  # channel → records not mapped again
 
     def field_rates(self) -> dict[str, float]:
         """Consistency per field, over every compared channel."""
@@ -78,25 +91,64 @@ class ReconcileResult:
 
 
 def sorted_items(source: Any, mapping: Mapping, workdir: Path, *,
-                 keys: Sequence[str] | None = None) -> Iterator[tuple[str, ServiceItem | str]]:
-    """(item_code, item) in item_code order; an unreadable record gives (code, reason)."""
+                 keys: Sequence[str] | None = None, seen: ChannelSeen | None = None
+                 ) -> Iterator[tuple[str, ServiceItem | Hashed | str]]:
+    """(item_code, item) in item_code order; an unreadable record gives (code, reason).
+
+    With ``seen`` each item comes as a :class:`Hashed`, and records unchanged since
+    the last reconcile are not mapped.
+    """
     pages = source.scan(PAGE, keys=keys) if keys else source.scan(PAGE)
     if getattr(source, "ordered_scan", True):
-        yield from _checked_order(source.name, _mapped(mapping, pages))
+        yield from _checked_order(source.name, _mapped(mapping, pages, seen))
         return
-    yield from _spilled(mapping, pages, workdir)
+    yield from _mapped(mapping, _spilled(mapping, pages, workdir), seen)
 
 
-def _mapped(mapping: Mapping, pages: Iterable[Any]) -> Iterator[tuple[str, ServiceItem | str]]:
+@dataclass(slots=True)
+class Hashed:
+    """An item by its content hash; ``record`` is mapped only when its fields are needed."""
+
+    content_hash: str
+    mapping: Mapping
+    record: dict[str, Any] | None = None
+    item: ServiceItem | None = None
+
+    def resolve(self) -> ServiceItem | str:
+        """The item, mapped now if need be (or why it cannot be read)."""
+        if self.item is None:
+            try:
+                self.item = self.mapping.to_item(self.record or {})
+            except MappingError as exc:
+                return f"{exc.field or ''}: {exc.reason}"
+        return self.item
+
+
+def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None
+            ) -> Iterator[tuple[str, ServiceItem | Hashed | str]]:
     for page in pages:
-        for record in page.records:
+        records = page.records
+        marks = seen.marks(records) if seen else [(None, "", None)] * len(records)
+        for record, (code, digest, last_hash) in zip(records, marks, strict=True):
+            if last_hash is not None:
+                yield code, Hashed(last_hash, mapping, record=record)  # type: ignore[misc]
+                continue
             try:
                 item = mapping.to_item(record)
                 validate(item)
-                yield item.item_code, item
             except MappingError as exc:
-                code = exc.item_code or str(record.get(mapping.key_column, ""))
-                yield code, f"{exc.field or ''}: {exc.reason}"
+                yield exc.item_code or str(record.get(mapping.key_column, "")), \
+                    f"{exc.field or ''}: {exc.reason}"
+                continue
+            if seen is None:
+                yield item.item_code, item
+                continue
+            h = content_hash(item)
+            if code == item.item_code:
+                seen.note(code, digest, h)
+            yield item.item_code, Hashed(h, mapping, item=item)
+    if seen:
+        seen.flush()
 
 
 def _checked_order(channel: str, stream: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
@@ -109,8 +161,7 @@ def _checked_order(channel: str, stream: Iterator[tuple[str, Any]]) -> Iterator[
         yield code, value
 
 
-def _spilled(mapping: Mapping, pages: Iterable[Any], workdir: Path
-             ) -> Iterator[tuple[str, ServiceItem | str]]:
+def _spilled(mapping: Mapping, pages: Iterable[Any], workdir: Path) -> Iterator[_OnePage]:
     """Sort a listing by key through a temporary SQLite file (bounded memory)."""
     path = workdir / f"spill-{uuid.uuid4().hex}.db"
     db = sqlite3.connect(path)
@@ -120,8 +171,9 @@ def _spilled(mapping: Mapping, pages: Iterable[Any], workdir: Path
             db.executemany("insert or replace into r values (?, ?)",
                            [(str(r.get(mapping.key_column)), orjson.dumps(r)) for r in page.records])
         db.commit()
-        for _code, raw in db.execute("select code, raw from r order by code"):
-            yield from _mapped(mapping, [_OnePage([orjson.loads(raw)])])
+        cursor = db.execute("select raw from r order by code")
+        while rows := cursor.fetchmany(PAGE):
+            yield _OnePage([orjson.loads(raw) for (raw,) in rows])
     finally:
         db.close()
         path.unlink(missing_ok=True)
@@ -134,7 +186,7 @@ class _OnePage:
 
 def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
               keys: Sequence[str] | None = None, workdir: Path | None = None,
-              max_diffs: int = 200_000) -> ReconcileResult:
+              max_diffs: int = 200_000, store: Any = None) -> ReconcileResult:
     """Compare every channel with ``reference`` item by item and field by field.
 
     Args:
@@ -142,15 +194,20 @@ def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
         keys: only these items.
         max_diffs: keep at most this many differences in memory (the counts and
             ``total_diffs`` stay exact); bounds memory when a channel differs wholesale.
+        store: the state store; records unchanged since the last reconcile are then
+            not mapped again (see :mod:`syncd.seen`).
     """
     names = list(channels)
     result = ReconcileResult(str(uuid.uuid4()), datetime.now(UTC), reference,
                              [n for n in names if n != reference])
     result.stats = {n: ChannelStats() for n in result.channels}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        streams = [_tagged(i, sorted_items(channels[n][0], channels[n][1], Path(tmp), keys=keys))
+        seen = {n: open_seen(store, n, channels[n][1]) if store is not None else None
+                for n in names}
+        streams = [_tagged(i, sorted_items(channels[n][0], channels[n][1], Path(tmp), keys=keys,
+                                           seen=seen[n]))
                    for i, n in enumerate(names)]
-        group: dict[str, ServiceItem | str] = {}
+        group: dict[str, ServiceItem | Hashed | str] = {}
         current: str | None = None
         for code, i, value in heapq.merge(*streams, key=lambda t: (t[0], t[1])):
             if code != current and current is not None:
@@ -164,6 +221,9 @@ def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
             group[names[i]] = value
         if current is not None:
             _compare_group(current, group, result, max_diffs)
+    result.reused = {n: s.hits for n, s in seen.items() if s is not None}
+    log.info("reconcile_done", run_id=result.run_id, items=result.items,
+             differences=result.total_diffs, reused=result.reused)
     return result
 
 
@@ -172,9 +232,17 @@ def _tagged(index: int, stream: Iterator[tuple[str, Any]]) -> Iterator[tuple[str
         yield code, index, value
 
 
-def _compare_group(code: str, group: dict[str, ServiceItem | str], result: ReconcileResult,
-                   max_diffs: int) -> None:
+def _compare_group(code: str, group: dict[str, ServiceItem | Hashed | str],
+                   result: ReconcileResult, max_diffs: int) -> None:
     result.items += 1
+    if _all_same_hash(group, len(result.channels) + 1):
+        for name in result.channels:
+            stats = result.stats[name]
+            stats.items += 1
+            stats.compared += 1
+            stats.consistent += 1
+        return
+    group = {n: v.resolve() if isinstance(v, Hashed) else v for n, v in group.items()}
     ref = group.get(result.reference)
     for name, value in group.items():
         if isinstance(value, str):
@@ -203,6 +271,14 @@ def _compare_group(code: str, group: dict[str, ServiceItem | str], result: Recon
         result.total_diffs += len(found)
         room = max_diffs - len(result.diffs)
         result.diffs.extend(found[:max(room, 0)])
+
+
+def _all_same_hash(group: dict[str, ServiceItem | Hashed | str], channels: int) -> bool:
+    """Every channel holds the item with one content hash: nothing differs, nothing to map."""
+    if len(group) != channels:
+        return False
+    hashes = {v.content_hash if isinstance(v, Hashed) else None for v in group.values()}
+    return len(hashes) == 1 and None not in hashes
 
 
 def _field_diffs(code: str, title: str | None, ref: ServiceItem, other: ServiceItem,

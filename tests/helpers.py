@@ -1,10 +1,11 @@
-"""Test helpers: seed a legacy channel with canonical items, read one back as hashes."""
+"""Test helpers: seed a legacy channel with canonical items, read one back as hashes, list channels."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
 
+from connectors.base import Page
 from connectors.sql import SqlChannel
 from syncd.codes import MAPPINGS_DIR
 from syncd.legacy_schemas import seed_legacy
@@ -65,3 +66,17 @@ def write_config(path: Path, *, state_db: str, channels: dict[str, tuple[str, st
         lines += [f"{key} = {_toml(value)}" for key, value in settings.items()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+class ListChannel:
+    """A channel whose scan is a list of raw records, in the given order."""
+
+    def __init__(self, name: str, records: list[dict], ordered: bool = True) -> None:
+        self.name, self.records, self.ordered_scan = name, records, ordered
+
+    def scan(self, page_size: int, *, keys=None):
+        for i in range(0, len(self.records), page_size):
+            yield Page(self.records[i:i + page_size], None)
+
+    def close(self) -> None:
+        pass

@@ -4,25 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from helpers import mapping_for
+from helpers import ListChannel, mapping_for
 
-from connectors.base import Page
 from syncd.reconcile import reconcile
 from syncd.sample import generate
-
-
-class ListChannel:
-    """A channel whose scan is a list of raw records, in the given order."""
-
-    def __init__(self, name: str, records: list[dict], ordered: bool = True) -> None:
-        self.name, self.records, self.ordered_scan = name, records, ordered
-
-    def scan(self, page_size: int, *, keys=None):
-        for i in range(0, len(self.records), page_size):
-            yield Page(self.records[i:i + page_size], None)
-
-    def close(self) -> None:
-        pass
 
 
 def test_two_records_that_map_to_one_item_are_reported_not_overwritten(tmp_path):

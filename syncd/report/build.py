@@ -72,7 +72,7 @@ def reconcile_channels(config: Config, store: StateStore, names: Sequence[str], 
     check_channels(config, names, reference)
     opened = open_channels(config, names)
     try:
-        result = reconcile(opened, reference, keys=items or None, workdir=workdir)
+        result = reconcile(opened, reference, keys=items or None, workdir=workdir, store=store)
     finally:
         close_channels(opened)
     rates = {n: s.rate for n, s in result.stats.items()}

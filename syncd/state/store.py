@@ -417,6 +417,37 @@ class StateStore:
         with self.engine.connect() as conn:
             return [row._asdict() for row in conn.execute(q)]
 
+    # --- what reconcile saw (syncd/seen.py) -----------------------------------------
+    def seen_fingerprint(self, channel: str) -> str | None:
+        m = t.reconcile_seen_mapping
+        with self.engine.connect() as conn:
+            return conn.execute(select(m.c.fingerprint).where(m.c.channel == channel)).scalar()
+
+    def reset_seen(self, channel: str, fingerprint: str) -> None:
+        """Drop the channel's seen rows and note the mapping the next ones are made with."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.reconcile_seen).where(t.reconcile_seen.c.channel == channel))
+            upsert(conn, t.reconcile_seen_mapping,
+                   [{"channel": channel, "fingerprint": fingerprint}], ["channel"])
+
+    def seen(self, channel: str, codes: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """item_code → (raw digest, content hash) for those of ``codes`` seen before."""
+        s = t.reconcile_seen
+        if not codes:
+            return {}
+        q = select(s.c.item_code, s.c.raw_digest, s.c.content_hash).where(
+            s.c.channel == channel, s.c.item_code.in_(list(set(codes))))
+        with self.engine.connect() as conn:
+            return {code: (digest, h) for code, digest, h in conn.execute(q)}
+
+    def save_seen(self, channel: str, rows: Sequence[tuple[str, str, str]]) -> None:
+        """Keep (item_code, raw digest, content hash) rows, replacing older ones."""
+        with self.engine.begin() as conn:
+            upsert(conn, t.reconcile_seen, [
+                {"channel": channel, "item_code": code, "raw_digest": digest, "content_hash": h}
+                for code, digest, h in {r[0]: r for r in rows}.values()],
+                ["channel", "item_code"])
+
 
 def open_store(url: str, **kwargs: Any) -> StateStore:
     """Open the state DB and bring its schema to head.
