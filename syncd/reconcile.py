@@ -36,6 +36,7 @@ from syncd.model import (
 )
 from syncd.report.data import Diff
 from syncd.seen import ChannelSeen, open_seen
+from syncd.state.store import StateStore
 
 log = structlog.get_logger(__name__)
 
@@ -161,7 +162,7 @@ def _checked_order(channel: str, stream: Iterator[tuple[str, Any]]) -> Iterator[
         yield code, value
 
 
-def _spilled(mapping: Mapping, pages: Iterable[Any], workdir: Path) -> Iterator[_OnePage]:
+def _spilled(mapping: Mapping, pages: Iterable[Any], workdir: Path) -> Iterator[_SpillPage]:
     """Sort a listing by key through a temporary SQLite file (bounded memory)."""
     path = workdir / f"spill-{uuid.uuid4().hex}.db"
     db = sqlite3.connect(path)
@@ -173,20 +174,20 @@ def _spilled(mapping: Mapping, pages: Iterable[Any], workdir: Path) -> Iterator[
         db.commit()
         cursor = db.execute("select raw from r order by code")
         while rows := cursor.fetchmany(PAGE):
-            yield _OnePage([orjson.loads(raw) for (raw,) in rows])
+            yield _SpillPage([orjson.loads(raw) for (raw,) in rows])
     finally:
         db.close()
         path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
-class _OnePage:
+class _SpillPage:
     records: list[dict[str, Any]]
 
 
 def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
               keys: Sequence[str] | None = None, workdir: Path | None = None,
-              max_diffs: int = 200_000, store: Any = None) -> ReconcileResult:
+              max_diffs: int = 200_000, store: StateStore | None = None) -> ReconcileResult:
     """Compare every channel with ``reference`` item by item and field by field.
 
     Args:

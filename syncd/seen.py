@@ -25,6 +25,7 @@ import structlog
 from syncd.codes import MAPPINGS_DIR
 from syncd.errors import MappingError
 from syncd.mapping import Mapping, RawRecord
+from syncd.state.store import StateStore
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +64,7 @@ def _tagged(value: Any) -> dict[str, str]:
 class ChannelSeen:
     """One channel's rows: looked up a page at a time, new ones saved in batches."""
 
-    def __init__(self, store: Any, channel: str, mapping: Mapping) -> None:
+    def __init__(self, store: StateStore, channel: str, mapping: Mapping) -> None:
         self.store, self.channel, self.mapping = store, channel, mapping
         self.pending: list[tuple[str, str, str]] = []
         self.hits = self.misses = 0
@@ -99,7 +100,7 @@ class ChannelSeen:
             self.pending = []
 
 
-def open_seen(store: Any, channel: str, mapping: Mapping) -> ChannelSeen | None:
+def open_seen(store: StateStore, channel: str, mapping: Mapping) -> ChannelSeen | None:
     """The channel's seen rows under its current mapping (dropped if the mapping changed)."""
     current = fingerprint(mapping)
     if current is None:

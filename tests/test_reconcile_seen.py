@@ -11,7 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from conftest import DB_KINDS
-from helpers import ListChannel, mapping_for
+from helpers import ListChannel, mapping_for, open_sql, seed
 
 from syncd.codes import MAPPINGS_DIR
 from syncd.mapping import load_mapping
@@ -64,6 +64,33 @@ def test_second_reconcile_maps_only_what_changed_and_finds_the_same(fresh_db, tm
         [(items[9].item_code, "stale", "version"), (items[9].item_code, "differs", "consult_phone"),
          (items[20].item_code, "missing", None), (items[30].item_code, "differs", "address")],
         key=lambda d: (d[0], d[1] != "stale"))
+    store.close()
+
+
+@pytest.mark.parametrize("kind", DB_KINDS)
+def test_rewritten_child_rows_with_new_ids_still_count_as_unchanged(fresh_db, tmp_path, kind):
+    """A sync rewrites an item's materials (delete + insert, so new surrogate ids): the
+    records read the same, so the next reconcile maps nothing again."""
+    items = sorted(generate(20, seed=5), key=lambda i: i.item_code)
+    hall_url, portal_url = fresh_db(kind), fresh_db(kind)
+    seed(hall_url, "hall_db", items)
+    seed(portal_url, "portal_db", items)
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+
+    def run():
+        channels = {"hall": open_sql(hall_url, "hall_db"), "portal": open_sql(portal_url,
+                                                                               "portal_db")}
+        try:
+            return reconcile({n: (c, c.mapping) for n, c in channels.items()}, "hall",
+                             workdir=tmp_path, store=store)
+        finally:
+            for c in channels.values():
+                c.close()
+
+    assert run().reused == {"hall": 0, "portal": 0}
+    seed(hall_url, "hall_db", items[:10], create=False)  # same content, new material ids
+    again = run()
+    assert again.reused == {"hall": 20, "portal": 20} and again.diffs == []
     store.close()
 
 

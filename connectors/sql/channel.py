@@ -47,10 +47,17 @@ class SqlChannel:
         self.key = self.table.c[mapping.key_column]
         self.cursor_col = self.table.c[mapping.cursor] if mapping.cursor else None
         self.children: list[tuple[ChildMap, Table]] = []
+        # child rows are read as the mapping's columns only: a surrogate id that changes
+        # whenever the rows are rewritten is not content
+        self._child_cols: dict[str, list[Any]] = {}
         for child in mapping.children:
             if child.table:
-                cols = [f.column for f in child.fields if f.column] + [child.parent_key or ""]
-                self.children.append((child, self._reflect(md, child.table, cols)))
+                cols = list(dict.fromkeys([f.column for f in child.fields if f.column]
+                                          + [child.parent_key or ""]
+                                          + ([child.order] if child.order else [])))
+                table = self._reflect(md, child.table, cols)
+                self.children.append((child, table))
+                self._child_cols[child.name] = [table.c[c] for c in cols]
         self._select_cols = [self.table.c[c] for c in dict.fromkeys(
             mapping.columns + ([mapping.cursor] if mapping.cursor else []))]
 
@@ -140,7 +147,8 @@ class SqlChannel:
             for r in rows:
                 r[child.record_key] = []
             fk = table.c[child.parent_key or ""]
-            q = select(table).where(fk.between(*key_range) if key_range else fk.in_(list(by_key)))
+            q = select(*self._child_cols[child.name]).where(
+                fk.between(*key_range) if key_range else fk.in_(list(by_key)))
             for row in self._fetch(q):
                 parent = by_key.get(row[fk.name])
                 if parent is not None:
