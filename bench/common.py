@@ -29,6 +29,15 @@ def emit(**fields: object) -> None:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak RSS since its exec (VmHWM), in MB; off Linux, ru_maxrss.
+
+    Not ru_maxrss on Linux: it survives the fork and exec that start a spawned child,
+    so a child would report its parent's peak."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -50,9 +50,10 @@ Measurements (JSON lines):
                      see under those rules.
 
 Peak RSS: each measured phase (syncd, reladiff) runs in a fresh ``spawn``ed
-child process, so ``peak_rss_mb`` is that child's own ``ru_maxrss`` (the whole
-process: interpreter, imports, connections and the phase). ``base_rss_mb`` is the
-child's ``ru_maxrss`` just before the phase started, and ``rss_mb_timeline`` the
+child process, so ``peak_rss_mb`` is that child's own high-water RSS (VmHWM; the
+whole process: interpreter, imports, connections and the phase). Not ``ru_maxrss``:
+Linux keeps that across the fork and exec that start the child, so it would report
+the parent's peak. ``base_rss_mb`` is the child's VmHWM just before the phase started, and ``rss_mb_timeline`` the
 current RSS (/proc/self/statm) sampled at ten even points of the phase, to show
 growth. Seeding and the raw read happen in the parent and do not count.
 
@@ -69,7 +70,6 @@ import io
 import multiprocessing
 import pstats
 import resource
-import sys
 import threading
 import time
 from collections import Counter
@@ -78,7 +78,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from common import emit, log, scratch_db, timed, workdir
+from common import emit, log, peak_rss_mb, scratch_db, timed, workdir
 from sqlalchemy.engine import make_url
 
 from syncd.codes import MAPPINGS_DIR
@@ -310,10 +310,6 @@ class _RssSampler(threading.Thread):
         return [round(s[min(len(s) - 1, (len(s) * k) // points)], 1) for k in range(1, points + 1)]
 
 
-def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _child_reconcile(conn: Any, sides: list[tuple[str, str]], profile_to: str | None,
                      state_url: str | None = None) -> None:
     try:
@@ -326,7 +322,7 @@ def _child_reconcile(conn: Any, sides: list[tuple[str, str]], profile_to: str | 
         channels = {name: (SqlChannel(name, make_engine(url), mapping_for(schema)),
                            mapping_for(schema))
                     for name, (schema, url) in zip(NAMES, sides, strict=True)}
-        base = _maxrss_mb()
+        base = peak_rss_mb()
         sampler = _RssSampler()
         sampler.start()
         prof = cProfile.Profile() if profile_to else None
@@ -338,7 +334,7 @@ def _child_reconcile(conn: Any, sides: list[tuple[str, str]], profile_to: str | 
             prof.disable()
         seconds = time.perf_counter() - start
         sampler.done.set()
-        peak = _maxrss_mb()
+        peak = peak_rss_mb()
         if prof and profile_to:
             prof.dump_stats(profile_to)
         for ch, _m in channels.values():
@@ -376,7 +372,7 @@ def _child_reladiff(conn: Any, sides: list[tuple[str, str]]) -> None:
             uri, path = _reladiff_target(schema, url)
             segs.append(connect_to_table(uri, path, mapping_for(schema).key_column,
                                          extra_columns=RAW_COMPARABLE[schema]))
-        base = _maxrss_mb()
+        base = peak_rss_mb()
         sampler = _RssSampler()
         sampler.start()
         start = time.perf_counter()
@@ -386,7 +382,7 @@ def _child_reladiff(conn: Any, sides: list[tuple[str, str]]) -> None:
                 (minus if sign == "-" else plus).add(row[0])
         seconds = time.perf_counter() - start
         sampler.done.set()
-        conn.send({"seconds": seconds, "peak_rss_mb": _maxrss_mb(), "base_rss_mb": base,
+        conn.send({"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "base_rss_mb": base,
                    "timeline": sampler.timeline(),
                    "only_first": len(minus - plus), "only_second": len(plus - minus),
                    "changed": len(minus & plus)})
@@ -550,7 +546,8 @@ def touch(schema: str, url: str, *, every: int) -> int:
     engine = make_engine(url)
     touched = 0
     with engine.begin() as conn:
-        codes = conn.execute(sa.select(key).order_by(key)).scalars().all()[::every]
+        codes = [code for i, code in enumerate(conn.execute(sa.select(key).order_by(key))
+                                               .scalars()) if i % every == 0]
         for i in range(0, len(codes), 1000):
             touched += conn.execute(sa.update(table).where(
                 key.in_(codes[i:i + 1000]), table.c[column].is_not(None)).values(

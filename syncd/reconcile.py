@@ -32,7 +32,6 @@ from syncd.model import (
     ServiceItem,
     content_hash,
     field_key,
-    validate,
 )
 from syncd.report.data import Diff
 from syncd.seen import ChannelSeen, open_seen
@@ -127,6 +126,11 @@ class Hashed:
 
 def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None
             ) -> Iterator[tuple[str, ServiceItem | Hashed | str]]:
+    """Map each record; one the mapping cannot read becomes (code, reason).
+
+    Items are not validated here: a value that breaks a rule (a placeholder, a bad
+    code) is still what the channel says and is compared like any other; the rules
+    are ``syncd report inspect``'s to report."""
     for page in pages:
         records = page.records
         marks = seen.marks(records) if seen else [(None, "", None)] * len(records)
@@ -136,7 +140,6 @@ def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None
                 continue
             try:
                 item = mapping.to_item(record)
-                validate(item)
             except MappingError as exc:
                 yield exc.item_code or str(record.get(mapping.key_column, "")), \
                     f"{exc.field or ''}: {exc.reason}"

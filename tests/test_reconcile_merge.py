@@ -64,3 +64,18 @@ def test_a_channel_that_cannot_be_read_fails_the_report_with_its_name(tmp_path):
     assert result.exit_code == 3, result.output
     assert "channel=portal" in result.output and "portal_guide" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_value_that_breaks_a_rule_is_compared_not_dropped(tmp_path):
+    """A placeholder name fails validation (inspect reports that); reconcile still shows
+    what the channel says, as a difference."""
+    hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
+    items = sorted(generate(5, seed=6), key=lambda i: i.item_code)
+    ref = ListChannel("hall", [hall.from_item(i) for i in items])
+    broken = [dataclasses.replace(i, item_name="无") if n == 1 else i for n, i in enumerate(items)]
+    other = ListChannel("portal", [portal.from_item(i) for i in broken])
+    result = reconcile({"hall": (ref, hall), "portal": (other, portal)}, "hall",
+                       workdir=tmp_path)
+    assert result.unreadable == []
+    assert [(d.item_code, d.field, d.channel_value) for d in result.diffs] == [
+        (items[1].item_code, "item_name", "无")]
