@@ -35,6 +35,11 @@ Measurements (JSON lines):
                      reference="hall"; ratio = seconds / raw_seconds. The result is
                      checked against the injected differences (item code, kind,
                      field) and the bench raises when they disagree.
+  reconcile_fill_<pair>  the same with a state store (as ``syncd report reconcile``
+                     runs it), first run: everything is mapped and each record's
+                     raw digest and content hash are stored.
+  reconcile_warm_<pair>  after 1 % of the second channel's records got a cosmetic
+                     edit: only those are mapped again; same checks.
   reladiff_<pair>    where reladiff can reach both sides (it has no SQLite
                      driver, and on MySQL it only accepts numeric or UUID keys,
                      so in practice PostgreSQL vs PostgreSQL): reladiff's
@@ -339,6 +344,8 @@ def _child_reconcile(conn: Any, sides: list[tuple[str, str]], profile_to: str | 
             prof.dump_stats(profile_to)
         for ch, _m in channels.values():
             ch.close()
+        if store is not None:
+            store.close()
         conn.send({"seconds": seconds, "peak_rss_mb": peak, "base_rss_mb": base,
                    "timeline": sampler.timeline(), "items": result.items,
                    "diffs": [(d.item_code, d.kind, d.field) for d in result.diffs],
@@ -462,19 +469,6 @@ def run(pair: list[tuple[str, str]], rows: int, seed: int, *, profile: bool,
 
         _emit_checked(f"reconcile_{label}", res, raw_seconds, inj, rows)
 
-        # The same reconcile with a state store, as `syncd report reconcile` runs it: the
-        # first run maps everything and keeps each record's raw digest and content hash
-        # (fill); after 1% of the second channel's records are touched (a cosmetic edit,
-        # so the expected differences stay the same), the next run maps only those (warm).
-        state_url = f"sqlite:///{tmp / 'state.db'}"
-        log(f"[{label}] syncd reconcile with a state store, first run (spawned child)")
-        res = in_child(_child_reconcile, sides, None, state_url)
-        _emit_checked(f"reconcile_fill_{label}", res, raw_seconds, inj, rows)
-        touched = touch(*sides[1], every=100)
-        log(f"[{label}] touched {touched} records; reconcile again (spawned child)")
-        res = in_child(_child_reconcile, sides, None, state_url)
-        _emit_checked(f"reconcile_warm_{label}", res, raw_seconds, inj, rows, touched=touched)
-
         if use_reladiff:
             why = reladiff_problem(kinds)
             if why:
@@ -496,6 +490,20 @@ def run(pair: list[tuple[str, str]], rows: int, seed: int, *, profile: bool,
                          expected_raw=inj.reladiff_expected(),
                          scope="main table only, raw values of RAW_COMPARABLE columns; "
                                "no mapping, no normalisation, no child tables")
+
+        # The same reconcile with a state store, as `syncd report reconcile` runs it (after
+        # reladiff, which would see the touched rows): the first run maps everything and
+        # keeps each record's raw digest and content hash (fill); after 1% of the second
+        # channel's records are touched (a cosmetic edit, so the expected differences stay
+        # the same), the next run maps only those (warm).
+        state_url = f"sqlite:///{tmp / 'state.db'}"
+        log(f"[{label}] syncd reconcile with a state store, first run (spawned child)")
+        res = in_child(_child_reconcile, sides, None, state_url)
+        _emit_checked(f"reconcile_fill_{label}", res, raw_seconds, inj, rows)
+        touched = touch(*sides[1], every=100)
+        log(f"[{label}] touched {touched} records; reconcile again (spawned child)")
+        res = in_child(_child_reconcile, sides, None, state_url)
+        _emit_checked(f"reconcile_warm_{label}", res, raw_seconds, inj, rows, touched=touched)
 
         if profile:
             log(f"[{label}] profiling the syncd phase (cProfile, untimed)")

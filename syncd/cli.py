@@ -343,7 +343,10 @@ def report() -> None:
 @guarded
 def report_reconcile(obj: Ctx, channels: str, reference: str | None, items: str, formats: str,
                      out_dir: Path, fix: bool, dry_run: bool) -> None:
-    """Every difference between channels, per item and field; exit 1 when any remain."""
+    """Every difference between channels, per item and field; exit 1 when any remain.
+
+    Values are compared as each channel holds them, even where they break a rule
+    (a placeholder, a bad code): `syncd report inspect` reports the rules."""
     from syncd.report import write_reports
     from syncd.report.build import reconcile_channels
 

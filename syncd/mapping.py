@@ -8,8 +8,9 @@ file is evaluated as code. The format is documented in ``mappings/README.md``.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from syncd import steps
 from syncd.codes import load_code_tables
 from syncd.errors import MappingError
 from syncd.model import CHILDREN, ITEM_FIELDS, FieldSpec, ServiceItem
-from syncd.yaml_lines import LineDict, load_yaml
+from syncd.yaml_lines import LineDict, load_yaml, read_text
 
 Step = Callable[[Any], Any]
 RawRecord = dict[str, Any]
@@ -77,6 +78,7 @@ class Mapping:
     table: str | None = None
     cursor: str | None = None
     platform: dict[str, Any] = field(default_factory=dict)
+    source_digest: str | None = None  # of the file text this mapping was compiled from
 
     @property
     def key_column(self) -> str:
@@ -376,7 +378,10 @@ def load_mapping(path: Path) -> Mapping:
     Raises:
         MappingError: naming the file, line and field at fault.
     """
-    return _Compiler(path, load_yaml(path)).compile()
+    text = read_text(path)
+    mapping = _Compiler(path, load_yaml(path, text=text)).compile()
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+    return replace(mapping, source_digest=digest)
 
 
 def mapping_files(directory: Path) -> list[Path]:

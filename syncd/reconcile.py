@@ -133,7 +133,7 @@ def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None
     are ``syncd report inspect``'s to report."""
     for page in pages:
         records = page.records
-        marks = seen.marks(records) if seen else [(None, "", None)] * len(records)
+        marks = seen.marks(records) if seen and seen.on else [(None, None, None)] * len(records)
         for record, (code, digest, last_hash) in zip(records, marks, strict=True):
             if last_hash is not None:
                 yield code, Hashed(last_hash, mapping, record=record)  # type: ignore[misc]
@@ -144,15 +144,24 @@ def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None
                 yield exc.item_code or str(record.get(mapping.key_column, "")), \
                     f"{exc.field or ''}: {exc.reason}"
                 continue
-            if seen is None:
+            h = _hash_of(item) if seen is not None else None
+            if h is None:
                 yield item.item_code, item
                 continue
-            h = content_hash(item)
             if code == item.item_code:
-                seen.note(code, digest, h)
+                seen.note(code, digest, h)  # type: ignore[union-attr]
             yield item.item_code, Hashed(h, mapping, item=item)
     if seen:
         seen.flush()
+
+
+def _hash_of(item: ServiceItem) -> str | None:
+    """The item's content hash, or None when a value cannot be hashed (an integer past
+    64 bits): such an item is compared field by field and not remembered."""
+    try:
+        return content_hash(item)
+    except orjson.JSONEncodeError:
+        return None
 
 
 def _checked_order(channel: str, stream: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
@@ -206,8 +215,9 @@ def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
                              [n for n in names if n != reference])
     result.stats = {n: ChannelStats() for n in result.channels}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        seen = {n: open_seen(store, n, channels[n][1]) if store is not None else None
-                for n in names}
+        seen = {n: open_seen(store, n, channels[n][1],
+                             getattr(channels[n][0], "record_shape", ""))
+                if store is not None else None for n in names}
         streams = [_tagged(i, sorted_items(channels[n][0], channels[n][1], Path(tmp), keys=keys,
                                            seen=seen[n]))
                    for i, n in enumerate(names)]

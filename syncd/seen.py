@@ -7,14 +7,22 @@ mapping it again would give the same hash (mapping is deterministic), so the
 stored hash stands in for the item; the record is mapped only if that hash
 disagrees with another channel's and the fields must be shown.
 
-The rows are only valid for the mapping that made them: a fingerprint of the
-mapping file, the code tables and syncd's own mapping code is stored per
-channel, and a changed fingerprint drops that channel's rows.
+A row is only valid under what made it, so each row carries a fingerprint of the
+mapping text, the code tables, syncd's mapping code, the Unicode and Python
+versions (NFKC and ``str`` methods follow them) and the shape the connector reads
+(column types). Lookups ask for the current fingerprint only; rows under any
+other are dropped when a reconcile starts.
+
+The cache is an optimisation, never a source of truth: a record it cannot key or
+digest (no readable code, a value JSON cannot hold) is simply mapped, and if the
+state DB fails the run goes on without it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sys
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +31,7 @@ import orjson
 import structlog
 
 from syncd.codes import MAPPINGS_DIR
-from syncd.errors import MappingError
+from syncd.errors import MappingError, StateError
 from syncd.mapping import Mapping, RawRecord
 from syncd.state.store import StateStore
 
@@ -31,27 +39,39 @@ log = structlog.get_logger(__name__)
 
 _PACKAGE = Path(__file__).resolve().parent
 #: syncd's own code that decides what a raw record maps to and how it hashes
-_MAPPING_CODE = ("steps.py", "mapping.py", "model.py", "normalize.py", "codes.py")
+_MAPPING_CODE = ("steps.py", "mapping.py", "model.py", "normalize.py", "codes.py",
+                 "yaml_lines.py")
 SAVE_EVERY = 5000
+MAX_CODE = 64  # reconcile_seen.item_code's length
 
 
-def fingerprint(mapping: Mapping) -> str | None:
-    """Digest of everything that decides ``mapping``'s output; None when its file is gone."""
-    h = hashlib.blake2b(digest_size=16)
-    try:
-        for path in (Path(mapping.file), MAPPINGS_DIR / "codes.yaml",
-                     *(_PACKAGE / name for name in _MAPPING_CODE)):
-            h.update(path.read_bytes())
-    except OSError as exc:
-        log.warning("reconcile_cache_off", channel=mapping.channel, reason=str(exc))
+def fingerprint(mapping: Mapping, shape: str) -> str | None:
+    """Digest of everything that decides ``mapping``'s output for records of ``shape``;
+    None for a mapping not loaded from a file."""
+    if mapping.source_digest is None:
         return None
+    h = hashlib.blake2b(digest_size=16)
+    for part in (mapping.source_digest, shape, unicodedata.unidata_version,
+                 f"{sys.version_info.major}.{sys.version_info.minor}"):
+        h.update(part.encode() + b"\x00")
+    for path in (MAPPINGS_DIR / "codes.yaml", *(_PACKAGE / name for name in _MAPPING_CODE)):
+        h.update(path.read_bytes())
     return h.hexdigest()
 
 
-def raw_digest(record: RawRecord) -> str:
-    """Digest of a raw record (children included) that tells apart every value the
-    mapping could read differently: types are kept (1, "1", b"1", Decimal("1") differ)."""
-    blob = orjson.dumps(record, default=_tagged, option=orjson.OPT_NON_STR_KEYS)
+def raw_digest(record: RawRecord) -> str | None:
+    """Digest of a raw record (children included) that keeps apart values the mapping
+    reads differently: a datetime and its ISO text, 1 and "1", bytes, Decimal. None
+    when a value cannot be serialised (an integer past 64 bits): that record is mapped.
+
+    Within one column the driver's types are fixed by the schema, which is in the
+    fingerprint; what JSON alone would blur there is NaN/inf against NULL (all "null").
+    """
+    try:
+        blob = orjson.dumps(record, default=_tagged,
+                            option=orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME)
+    except orjson.JSONEncodeError:
+        return None
     return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
@@ -64,47 +84,70 @@ def _tagged(value: Any) -> dict[str, str]:
 class ChannelSeen:
     """One channel's rows: looked up a page at a time, new ones saved in batches."""
 
-    def __init__(self, store: StateStore, channel: str, mapping: Mapping) -> None:
-        self.store, self.channel, self.mapping = store, channel, mapping
+    def __init__(self, store: StateStore, channel: str, mapping: Mapping, fp: str) -> None:
+        self.store, self.channel, self.mapping, self.fp = store, channel, mapping, fp
         self.pending: list[tuple[str, str, str]] = []
-        self.hits = self.misses = 0
+        self.hits = 0
+        self.on = True
 
-    def marks(self, records: Sequence[RawRecord]) -> list[tuple[str | None, str, str | None]]:
+    def marks(self, records: Sequence[RawRecord]
+              ) -> list[tuple[str | None, str | None, str | None]]:
         """Per record: (item_code, raw digest, the content hash it had last time if the
         raw record is unchanged, else None)."""
-        codes, digests = [], []
+        codes: list[str | None] = []
         for record in records:
             try:
                 codes.append(self.mapping.item_code_of(record))
             except MappingError:  # the full mapping reports it as unreadable
                 codes.append(None)
-            digests.append(raw_digest(record))
-        known = self.store.seen(self.channel, [c for c in codes if c is not None])
-        out: list[tuple[str | None, str, str | None]] = []
+        digests = [raw_digest(r) for r in records]
+        known = self._call(self.store.seen, self.fp,
+                           [c for c in codes if c is not None]) or {}
+        out: list[tuple[str | None, str | None, str | None]] = []
         for code, digest in zip(codes, digests, strict=True):
             last = known.get(code) if code is not None else None
-            same = last[1] if last is not None and last[0] == digest else None
+            same = last[1] if last is not None and digest is not None and last[0] == digest \
+                else None
             self.hits += same is not None
             out.append((code, digest, same))
         return out
 
-    def note(self, code: str, digest: str, content_hash: str) -> None:
-        self.misses += 1
+    def note(self, code: str, digest: str | None, content_hash: str) -> None:
+        """Remember a freshly mapped record (saved in batches of ``SAVE_EVERY``)."""
+        if digest is None or len(code) > MAX_CODE or "\x00" in code:
+            return  # not a key the state table can hold: mapped again next time
         self.pending.append((code, digest, content_hash))
         if len(self.pending) >= SAVE_EVERY:
             self.flush()
 
     def flush(self) -> None:
+        """Save what was noted since the last flush."""
         if self.pending:
-            self.store.save_seen(self.channel, self.pending)
+            self._call(self.store.save_seen, self.fp, self.pending)
             self.pending = []
 
+    def forget_others(self) -> None:
+        """Drop the channel's rows made under any other fingerprint."""
+        self._call(lambda channel: self.store.forget_seen(channel, keep=self.fp))
 
-def open_seen(store: StateStore, channel: str, mapping: Mapping) -> ChannelSeen | None:
-    """The channel's seen rows under its current mapping (dropped if the mapping changed)."""
-    current = fingerprint(mapping)
-    if current is None:
+    def _call(self, method: Any, *args: Any) -> Any:
+        """A state DB call; on failure the cache is off for the rest of the run."""
+        if not self.on:
+            return None
+        try:
+            return method(self.channel, *args)
+        except StateError as exc:
+            self.on = False
+            log.warning("reconcile_cache_off", channel=self.channel, reason=str(exc))
+            return None
+
+
+def open_seen(store: StateStore, channel: str, mapping: Mapping, shape: str
+              ) -> ChannelSeen | None:
+    """The channel's seen rows under what decides its mapping today (older ones dropped)."""
+    fp = fingerprint(mapping, shape)
+    if fp is None:
         return None
-    if store.seen_fingerprint(channel) != current:
-        store.reset_seen(channel, current)
-    return ChannelSeen(store, channel, mapping)
+    seen = ChannelSeen(store, channel, mapping, fp)
+    seen.forget_others()
+    return seen

@@ -46,17 +46,28 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def load_yaml(path: Path) -> LineDict:
-    """Load one YAML document whose top level is a mapping.
+def read_text(path: Path) -> str:
+    """The file's UTF-8 text.
+
+    Raises:
+        MappingError: the file cannot be read or is not UTF-8.
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MappingError(f"cannot read: {exc}", file=str(path)) from exc
+
+
+def load_yaml(path: Path, *, text: str | None = None) -> LineDict:
+    """Load one YAML document whose top level is a mapping (``text``: its content,
+    already read from ``path``).
 
     Raises:
         MappingError: unreadable file, YAML syntax error (with its line), or a
             top level that is not a mapping.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MappingError(f"cannot read: {exc}", file=str(path)) from exc
+    if text is None:
+        text = read_text(path)
     try:
         doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.MarkedYAMLError as exc:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from conftest import DB_KINDS
@@ -126,11 +128,72 @@ def test_unreadable_records_are_read_again_every_time(tmp_path):
     store.close()
 
 
-def test_raw_digest_keeps_types_apart():
-    values = [1, "1", b"1", Decimal(1), True, 1.0, None, ["1"]]
+def test_raw_digest_keeps_apart_what_maps_differently():
+    when = datetime(2024, 1, 2, 3, 4, 5)
+    values = [1, "1", b"1", Decimal(1), True, 1.0, None, ["1"], when, when.isoformat(),
+              when.replace(tzinfo=UTC), when.date(), when.date().isoformat()]
     digests = {raw_digest({"c": v}) for v in values}
     assert len(digests) == len(values)
     assert raw_digest({"c": "x", "kids": [{"a": 1}]}) == raw_digest({"c": "x", "kids": [{"a": 1}]})
+    assert raw_digest({"c": 1 << 70}) is None  # cannot be digested: mapped every time
+
+
+def test_rows_made_under_another_fingerprint_are_never_used(tmp_path):
+    """A reconcile still running with yesterday's mapping saves rows after today's began:
+    they are kept apart by fingerprint."""
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    store.save_seen("hall", "old", [("A", "d1", "h1")])
+    assert store.seen("hall", "new", ["A"]) == {}
+    assert store.seen("hall", "old", ["A"]) == {"A": ("d1", "h1")}
+    store.forget_seen("hall", keep="new")
+    assert store.seen("hall", "old", ["A"]) == {}
+    store.close()
+
+
+def test_reconcile_goes_on_without_the_cache_when_the_state_db_fails(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("drop table reconcile_seen"))
+    items = sorted(generate(5, seed=10), key=lambda i: i.item_code)
+    changed = [dataclasses.replace(i, address="别处") if n == 2 else i
+               for n, i in enumerate(items)]
+    result = reconcile(_channels(items, changed), "hall", workdir=tmp_path, store=store)
+    assert [(d.item_code, d.field) for d in result.diffs] == [(items[2].item_code, "address")]
+    assert result.reused == {"hall": 0, "portal": 0}
+    store.close()
+
+
+def test_an_unordered_channel_reuses_what_it_saw(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
+    items = list(generate(30, seed=11))
+    changed = [dataclasses.replace(i, address="别处") if n == 7 else i
+               for n, i in enumerate(items)]
+    ordered = sorted((hall.from_item(i) for i in items), key=lambda r: r["SXBM"])
+    shuffled = [portal.from_item(i) for i in reversed(changed)]
+    for reused in (0, 30):
+        result = reconcile({"hall": (ListChannel("hall", ordered), hall),
+                            "portal": (ListChannel("portal", shuffled, False), portal)},
+                           "hall", workdir=tmp_path, store=store)
+        assert result.reused == {"hall": reused, "portal": reused}
+        assert [(d.item_code, d.field) for d in result.diffs] == [(items[7].item_code,
+                                                                    "address")]
+    store.close()
+
+
+@pytest.mark.parametrize("kind", DB_KINDS)
+def test_a_code_too_long_for_the_state_table_is_compared_not_remembered(fresh_db, tmp_path,
+                                                                        kind):
+    store = open_store(fresh_db(kind))
+    items = sorted(generate(3, seed=12), key=lambda i: i.item_code)
+    long = dataclasses.replace(items[0], item_code=items[0].item_code * 3)  # 93 characters
+    listed = sorted([*items, long], key=lambda i: i.item_code)
+    for reused in (0, 3):
+        result = reconcile(_channels(listed, listed), "hall",
+                           workdir=tmp_path, store=store)
+        assert result.diffs == [] and result.items == 4
+        assert result.reused == {"hall": reused, "portal": reused}
+    store.close()
 
 
 @pytest.mark.parametrize("kind", DB_KINDS)

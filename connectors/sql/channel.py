@@ -61,6 +61,15 @@ class SqlChannel:
         self._select_cols = [self.table.c[c] for c in dict.fromkeys(
             mapping.columns + ([mapping.cursor] if mapping.cursor else []))]
 
+    @property
+    def record_shape(self) -> str:
+        """The columns a record is read from, with their types: part of what decides
+        how a record maps (reconcile keys its stored digests by it)."""
+        cols = [(c.table.name, c.name, repr(c.type)) for c in self._select_cols]
+        for child, _table in self.children:
+            cols += [(c.table.name, c.name, repr(c.type)) for c in self._child_cols[child.name]]
+        return repr(cols)
+
     def _reflect(self, md: MetaData, name: str, needed: Sequence[str]) -> Table:
         try:
             table = Table(name, md, autoload_with=self.engine)
@@ -147,8 +156,11 @@ class SqlChannel:
             for r in rows:
                 r[child.record_key] = []
             fk = table.c[child.parent_key or ""]
+            # in a stable order (by parent, then primary key), so a record reads the same
+            # every time it is read
             q = select(*self._child_cols[child.name]).where(
-                fk.between(*key_range) if key_range else fk.in_(list(by_key)))
+                fk.between(*key_range) if key_range else fk.in_(list(by_key))).order_by(
+                fk, *table.primary_key.columns)
             for row in self._fetch(q):
                 parent = by_key.get(row[fk.name])
                 if parent is not None:

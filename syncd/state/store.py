@@ -19,7 +19,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from syncd.errors import JobBusyError, StateError
 from syncd.sqlutil import make_engine, upsert
@@ -418,36 +418,41 @@ class StateStore:
             return [row._asdict() for row in conn.execute(q)]
 
     # --- what reconcile saw (syncd/seen.py) -----------------------------------------
-    def seen_fingerprint(self, channel: str) -> str | None:
-        m = t.reconcile_seen_mapping
-        with self.engine.connect() as conn:
-            return conn.execute(select(m.c.fingerprint).where(m.c.channel == channel)).scalar()
+    def forget_seen(self, channel: str, *, keep: str) -> None:
+        """Drop the channel's seen rows made under any fingerprint but ``keep``."""
+        s = t.reconcile_seen
+        self._seen_call(lambda conn: conn.execute(delete(s).where(
+            s.c.channel == channel, s.c.fingerprint != keep)))
 
-    def reset_seen(self, channel: str, fingerprint: str) -> None:
-        """Drop the channel's seen rows and note the mapping the next ones are made with."""
-        with self.engine.begin() as conn:
-            conn.execute(delete(t.reconcile_seen).where(t.reconcile_seen.c.channel == channel))
-            upsert(conn, t.reconcile_seen_mapping,
-                   [{"channel": channel, "fingerprint": fingerprint}], ["channel"])
-
-    def seen(self, channel: str, codes: Sequence[str]) -> dict[str, tuple[str, str]]:
-        """item_code → (raw digest, content hash) for those of ``codes`` seen before."""
+    def seen(self, channel: str, fingerprint: str, codes: Sequence[str]
+             ) -> dict[str, tuple[str, str]]:
+        """item_code → (raw digest, content hash) for those of ``codes`` seen under
+        ``fingerprint``."""
         s = t.reconcile_seen
         if not codes:
             return {}
         q = select(s.c.item_code, s.c.raw_digest, s.c.content_hash).where(
-            s.c.channel == channel, s.c.item_code.in_(list(set(codes))))
-        with self.engine.connect() as conn:
-            return {code: (digest, h) for code, digest, h in conn.execute(q)}
+            s.c.channel == channel, s.c.fingerprint == fingerprint,
+            s.c.item_code.in_(list(set(codes))))
+        return self._seen_call(lambda conn: {code: (digest, h)
+                                             for code, digest, h in conn.execute(q)})
 
-    def save_seen(self, channel: str, rows: Sequence[tuple[str, str, str]]) -> None:
+    def save_seen(self, channel: str, fingerprint: str,
+                  rows: Sequence[tuple[str, str, str]]) -> None:
         """Keep (item_code, raw digest, content hash) rows, replacing older ones."""
-        with self.engine.begin() as conn:
-            upsert(conn, t.reconcile_seen, [
-                {"channel": channel, "item_code": code, "raw_digest": digest, "content_hash": h}
-                for code, digest, h in {r[0]: r for r in rows}.values()],
-                ["channel", "item_code"])
+        self._seen_call(lambda conn: upsert(conn, t.reconcile_seen, [
+            {"channel": channel, "item_code": code, "fingerprint": fingerprint,
+             "raw_digest": digest, "content_hash": h}
+            for code, digest, h in {r[0]: r for r in rows}.values()],
+            ["channel", "item_code"]))
 
+    def _seen_call(self, fn: Callable[[Any], Any]) -> Any:
+        try:
+            with self.engine.begin() as conn:
+                return fn(conn)
+        except SQLAlchemyError as exc:
+            orig = getattr(exc, "orig", None) or exc
+            raise StateError(f"reconcile_seen: {type(orig).__name__}: {orig}"[:500]) from exc
 
 def open_store(url: str, **kwargs: Any) -> StateStore:
     """Open the state DB and bring its schema to head.

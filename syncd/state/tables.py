@@ -148,19 +148,13 @@ reconcile_diff = Table(
 )
 
 # What each channel held at its last reconcile: a digest of the raw record and the
-# content hash it mapped to. Unchanged records are not mapped again (see syncd/seen.py).
+# content hash it mapped to, under a fingerprint of everything that decided that
+# mapping. Unchanged records are not mapped again (see syncd/seen.py).
 reconcile_seen = Table(
     "reconcile_seen", metadata,
     Column("channel", CHANNEL, primary_key=True),
     Column("item_code", CODE, primary_key=True),
+    Column("fingerprint", String(32), nullable=False),
     Column("raw_digest", String(32), nullable=False),
     Column("content_hash", String(32), nullable=False),
-)
-
-# The mapping (file, code tables, syncd's mapping code) the seen rows were made with:
-# when it changes, the channel's seen rows are dropped.
-reconcile_seen_mapping = Table(
-    "reconcile_seen_mapping", metadata,
-    Column("channel", CHANNEL, primary_key=True),
-    Column("fingerprint", String(64), nullable=False),
 )

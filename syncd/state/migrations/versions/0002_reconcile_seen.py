@@ -18,17 +18,12 @@ def upgrade() -> None:
     op.create_table('reconcile_seen',
     sa.Column('channel', sa.String(length=100), nullable=False),
     sa.Column('item_code', sa.String(length=64), nullable=False),
+    sa.Column('fingerprint', sa.String(length=32), nullable=False),
     sa.Column('raw_digest', sa.String(length=32), nullable=False),
     sa.Column('content_hash', sa.String(length=32), nullable=False),
     sa.PrimaryKeyConstraint('channel', 'item_code')
     )
-    op.create_table('reconcile_seen_mapping',
-    sa.Column('channel', sa.String(length=100), nullable=False),
-    sa.Column('fingerprint', sa.String(length=64), nullable=False),
-    sa.PrimaryKeyConstraint('channel')
-    )
 
 
 def downgrade() -> None:
-    op.drop_table('reconcile_seen_mapping')
     op.drop_table('reconcile_seen')
