@@ -81,6 +81,11 @@ def _tagged(value: Any) -> dict[str, str]:
     return {"\x00" + type(value).__name__: str(value)}
 
 
+def _storable(code: str) -> bool:
+    """A key the state table can hold (PostgreSQL refuses NUL; the column has a length)."""
+    return len(code) <= MAX_CODE and "\x00" not in code
+
+
 class ChannelSeen:
     """One channel's rows: looked up a page at a time, new ones saved in batches."""
 
@@ -102,7 +107,7 @@ class ChannelSeen:
                 codes.append(None)
         digests = [raw_digest(r) for r in records]
         known = self._call(self.store.seen, self.fp,
-                           [c for c in codes if c is not None]) or {}
+                           [c for c in codes if c is not None and _storable(c)]) or {}
         out: list[tuple[str | None, str | None, str | None]] = []
         for code, digest in zip(codes, digests, strict=True):
             last = known.get(code) if code is not None else None
@@ -114,8 +119,8 @@ class ChannelSeen:
 
     def note(self, code: str, digest: str | None, content_hash: str) -> None:
         """Remember a freshly mapped record (saved in batches of ``SAVE_EVERY``)."""
-        if digest is None or len(code) > MAX_CODE or "\x00" in code:
-            return  # not a key the state table can hold: mapped again next time
+        if digest is None or not _storable(code):
+            return  # mapped again next time
         self.pending.append((code, digest, content_hash))
         if len(self.pending) >= SAVE_EVERY:
             self.flush()

@@ -182,16 +182,17 @@ def test_an_unordered_channel_reuses_what_it_saw(tmp_path):
 
 
 @pytest.mark.parametrize("kind", DB_KINDS)
-def test_a_code_too_long_for_the_state_table_is_compared_not_remembered(fresh_db, tmp_path,
+def test_a_code_the_state_table_cannot_hold_is_compared_not_remembered(fresh_db, tmp_path,
                                                                         kind):
     store = open_store(fresh_db(kind))
     items = sorted(generate(3, seed=12), key=lambda i: i.item_code)
     long = dataclasses.replace(items[0], item_code=items[0].item_code * 3)  # 93 characters
-    listed = sorted([*items, long], key=lambda i: i.item_code)
+    nul = dataclasses.replace(items[1], item_code=items[1].item_code + "\x00")  # PG refuses it
+    listed = sorted([*items, long, nul], key=lambda i: i.item_code)
     for reused in (0, 3):
         result = reconcile(_channels(listed, listed), "hall",
                            workdir=tmp_path, store=store)
-        assert result.diffs == [] and result.items == 4
+        assert result.diffs == [] and result.items == 5
         assert result.reused == {"hall": reused, "portal": reused}
     store.close()
 
