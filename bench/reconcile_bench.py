@@ -56,11 +56,10 @@ Measurements (JSON lines):
 
 Peak RSS: each measured phase (syncd, reladiff) runs in a fresh ``spawn``ed
 child process, so ``peak_rss_mb`` is that child's own high-water RSS (VmHWM; the
-whole process: interpreter, imports, connections and the phase). Not ``ru_maxrss``:
-Linux keeps that across the fork and exec that start the child, so it would report
-the parent's peak. ``base_rss_mb`` is the child's VmHWM just before the phase started, and ``rss_mb_timeline`` the
-current RSS (/proc/self/statm) sampled at ten even points of the phase, to show
-growth. Seeding and the raw read happen in the parent and do not count.
+whole process: interpreter, imports, connections and the phase; see
+``common.peak_rss_mb``). ``base_rss_mb`` is the child's VmHWM just before the
+phase started, and ``rss_mb_timeline`` the current RSS (/proc/self/statm) sampled
+at ten even points of the phase, to show growth. Seeding and the raw read happen in the parent and do not count.
 
 ``--profile`` adds one more (untimed) child run of the syncd phase under
 cProfile and prints the top functions to stderr.

@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -80,10 +81,15 @@ class Mapping:
     platform: dict[str, Any] = field(default_factory=dict)
     source_digest: str | None = None  # of the file text this mapping was compiled from
 
+    @cached_property
+    def key_field(self) -> FieldMap:
+        """The field holding ``item_code`` (looked up once: every record reads it)."""
+        return next(f for f in self.fields if f.name == "item_code")
+
     @property
     def key_column(self) -> str:
         """The channel column holding ``item_code``."""
-        return next(f.column for f in self.fields if f.name == "item_code")  # type: ignore[return-value]
+        return self.key_field.column  # type: ignore[return-value]
 
     @property
     def columns(self) -> list[str]:
@@ -97,7 +103,7 @@ class Mapping:
         Raises:
             MappingError: the key column cannot be read.
         """
-        fm = next(f for f in self.fields if f.name == "item_code")
+        fm = self.key_field
         code = fm.reader(record.get(fm.column))  # type: ignore[arg-type]
         return code if isinstance(code, str) else None
 

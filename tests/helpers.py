@@ -1,4 +1,4 @@
-"""Test helpers: seed a legacy channel with canonical items, read one back as hashes, list channels."""
+"""Test helpers: seed a legacy channel, read one back as hashes, list-backed channels."""
 
 from __future__ import annotations
 

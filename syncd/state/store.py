@@ -454,6 +454,7 @@ class StateStore:
             orig = getattr(exc, "orig", None) or exc
             raise StateError(f"reconcile_seen: {type(orig).__name__}: {orig}"[:500]) from exc
 
+
 def open_store(url: str, **kwargs: Any) -> StateStore:
     """Open the state DB and bring its schema to head.
 
