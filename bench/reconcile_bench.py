@@ -31,10 +31,17 @@ Measurements (JSON lines):
                      cursor, a pymysql ``SSCursor``. Run twice (before and after
                      the syncd phase); ``raw_seconds`` is the faster of the two,
                      so the ratio is never flattered by a cold cache.
+  raw_read_apart_<pair>  the same raw reads, both sides at once in one spawned
+                     process each (the way reconcile reads its channels).
   reconcile_<pair>   ``syncd.reconcile.reconcile`` over both SqlChannels with
-                     reference="hall"; ratio = seconds / raw_seconds. The result is
-                     checked against the injected differences (item code, kind,
-                     field) and the bench raises when they disagree.
+                     reference="hall", as ``syncd report reconcile`` runs it: each
+                     channel read, mapped and hashed in a reader process of its own
+                     (``--in-process``: both in the one process, one after the
+                     other). ratio = seconds / raw_seconds (the sequential raw read,
+                     as the target is stated); ratio_vs_raw_apart = seconds /
+                     raw_read_apart. The result is checked against the injected
+                     differences (item code, kind, field) and the bench raises when
+                     they disagree.
   reconcile_fill_<pair>  the same with a state store (as ``syncd report reconcile``
                      runs it), first run: everything is mapped and each record's
                      raw digest and content hash are stored.
@@ -57,9 +64,11 @@ Measurements (JSON lines):
 Peak RSS: each measured phase (syncd, reladiff) runs in a fresh ``spawn``ed
 child process, so ``peak_rss_mb`` is that child's own high-water RSS (VmHWM; the
 whole process: interpreter, imports, connections and the phase; see
-``common.peak_rss_mb``). ``base_rss_mb`` is the child's VmHWM just before the
+``common.peak_rss_mb``) plus the VmHWM of each reader process it started (sampled
+every 0.2 s while they run; the sum is an upper bound, as their peaks need not
+coincide). ``base_rss_mb`` is the child's VmHWM just before the
 phase started, and ``rss_mb_timeline`` the current RSS (/proc/self/statm) sampled
-at ten even points of the phase, to show growth. Seeding and the raw read happen in the parent and do not count.
+at ten even points of the phase (readers included), to show growth. Seeding and the raw read happen in the parent and do not count.
 
 ``--profile`` adds one more (untimed) child run of the syncd phase under
 cProfile and prints the top functions to stderr.
@@ -288,26 +297,64 @@ def raw_read(url: str, schema: str) -> int:
     return total
 
 
+def raw_read_apart(sides: list[tuple[str, str]]) -> float:
+    """Both channels' raw reads at once, one spawned process each (as reconcile reads
+    them); seconds from the first start to the last exit."""
+    ctx = multiprocessing.get_context("spawn")
+    start = time.perf_counter()
+    procs = [ctx.Process(target=raw_read, args=(url, schema)) for schema, url in sides]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+        if proc.exitcode != 0:
+            raise RuntimeError(f"raw read process failed (exit code {proc.exitcode})")
+    return time.perf_counter() - start
+
+
 # --- the measured phases, each in a fresh spawned child ---------------------------
 
 class _RssSampler(threading.Thread):
-    """Current RSS every ``interval`` seconds (Linux /proc), to see growth over a phase."""
+    """Every ``interval`` seconds (Linux /proc): the current RSS of this process and its
+    child processes (reconcile's channel readers), and each child's VmHWM, so the peak
+    counts the readers too."""
 
     def __init__(self, interval: float = 0.2) -> None:
         super().__init__(daemon=True)
         self.interval, self.samples, self.done = interval, [], threading.Event()
         self.page = resource.getpagesize()
+        self.child_peaks: dict[int, float] = {}
+
+    def _children(self) -> list[int]:
+        pids: list[int] = []
+        for task in Path("/proc/self/task").glob("*/children"):
+            try:
+                pids += [int(p) for p in task.read_text().split()]
+            except OSError:
+                continue
+        return pids
 
     def current(self) -> float:
-        try:
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * self.page / 2**20
-        except OSError:
-            return float("nan")
+        total = 0.0
+        for pid in ["self", *map(str, self._children())]:
+            try:
+                total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * self.page / 2**20
+                if pid != "self":
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                        if line.startswith("VmHWM:"):
+                            self.child_peaks[int(pid)] = max(self.child_peaks.get(int(pid), 0.0),
+                                                             int(line.split()[1]) / 1024)
+            except (OSError, ValueError, IndexError):
+                continue  # the process ended between listing and reading
+        return total
 
     def run(self) -> None:
         while not self.done.wait(self.interval):
             self.samples.append(self.current())
+
+    def peak(self) -> float:
+        """This process's VmHWM plus each child's (an upper bound on the tree's peak)."""
+        return peak_rss_mb() + sum(self.child_peaks.values())
 
     def timeline(self, points: int = 10) -> list[float]:
         s = self.samples + [self.current()]
@@ -315,9 +362,11 @@ class _RssSampler(threading.Thread):
 
 
 def _child_reconcile(conn: Any, sides: list[tuple[str, str]], profile_to: str | None,
-                     state_url: str | None = None) -> None:
+                     state_url: str | None = None, in_process: bool = False) -> None:
     try:
         from connectors.sql import SqlChannel
+        from syncd.channel_reader import Opener
+        from syncd.config import ChannelConfig
         from syncd.reconcile import reconcile
         from syncd.state.store import open_store
 
@@ -326,6 +375,10 @@ def _child_reconcile(conn: Any, sides: list[tuple[str, str]], profile_to: str | 
         channels = {name: (SqlChannel(name, make_engine(url), mapping_for(schema)),
                            mapping_for(schema))
                     for name, (schema, url) in zip(NAMES, sides, strict=True)}
+        # as `syncd report reconcile` runs it: each channel read in a process of its own
+        openers = None if in_process else {
+            name: Opener(ChannelConfig(name, "sql", url, MAPPINGS_DIR / f"{schema}.yaml"))
+            for name, (schema, url) in zip(NAMES, sides, strict=True)}
         base = peak_rss_mb()
         sampler = _RssSampler()
         sampler.start()
@@ -333,12 +386,12 @@ def _child_reconcile(conn: Any, sides: list[tuple[str, str]], profile_to: str | 
         start = time.perf_counter()
         if prof:
             prof.enable()
-        result = reconcile(channels, reference=NAMES[0], store=store)
+        result = reconcile(channels, reference=NAMES[0], store=store, openers=openers)
         if prof:
             prof.disable()
         seconds = time.perf_counter() - start
         sampler.done.set()
-        peak = peak_rss_mb()
+        peak = sampler.peak()
         if prof and profile_to:
             prof.dump_stats(profile_to)
         for ch, _m in channels.values():
@@ -438,7 +491,7 @@ def reladiff_problem(kinds: tuple[str, str]) -> str | None:
 # --- one pair ---------------------------------------------------------------------
 
 def run(pair: list[tuple[str, str]], rows: int, seed: int, *, profile: bool,
-        use_reladiff: bool) -> None:
+        use_reladiff: bool, in_process: bool) -> None:
     kinds = (pair[0][1], pair[1][1])
     label = kinds[0] if kinds[0] == kinds[1] else f"{kinds[0]}_{kinds[1]}"
     with workdir() as tmpname, scratch_db(kinds[0], Path(tmpname)) as url_a, \
@@ -456,7 +509,7 @@ def run(pair: list[tuple[str, str]], rows: int, seed: int, *, profile: bool,
         for attempt in (1, 2):
             if attempt == 2:
                 log(f"[{label}] syncd reconcile (spawned child)")
-                res = in_child(_child_reconcile, sides, None)
+                res = in_child(_child_reconcile, sides, None, None, in_process)
                 if "error" in res:
                     raise RuntimeError(f"reconcile child failed: {res['error']}")
             with timed() as raw_t:
@@ -465,8 +518,13 @@ def run(pair: list[tuple[str, str]], rows: int, seed: int, *, profile: bool,
         raw_seconds = min(raws)
         emit(name=f"raw_read_{label}", rows=rows, table_rows=raw_rows,
              seconds=round(raw_seconds, 3), runs=[round(r, 3) for r in raws])
+        apart = min(raw_read_apart(sides) for _ in range(2))
+        emit(name=f"raw_read_apart_{label}", rows=rows, table_rows=raw_rows,
+             seconds=round(apart, 3), note="both sides at once, one process each")
+        mode = {"readers": "in_process" if in_process else "one process per channel",
+                "raw_apart_seconds": round(apart, 3)}
 
-        _emit_checked(f"reconcile_{label}", res, raw_seconds, inj, rows)
+        _emit_checked(f"reconcile_{label}", res, raw_seconds, inj, rows, **mode)
 
         if use_reladiff:
             why = reladiff_problem(kinds)
@@ -497,17 +555,18 @@ def run(pair: list[tuple[str, str]], rows: int, seed: int, *, profile: bool,
         # the same), the next run maps only those (warm).
         state_url = f"sqlite:///{tmp / 'state.db'}"
         log(f"[{label}] syncd reconcile with a state store, first run (spawned child)")
-        res = in_child(_child_reconcile, sides, None, state_url)
-        _emit_checked(f"reconcile_fill_{label}", res, raw_seconds, inj, rows)
+        res = in_child(_child_reconcile, sides, None, state_url, in_process)
+        _emit_checked(f"reconcile_fill_{label}", res, raw_seconds, inj, rows, **mode)
         touched = touch(*sides[1], every=100)
         log(f"[{label}] touched {touched} records; reconcile again (spawned child)")
-        res = in_child(_child_reconcile, sides, None, state_url)
-        _emit_checked(f"reconcile_warm_{label}", res, raw_seconds, inj, rows, touched=touched)
+        res = in_child(_child_reconcile, sides, None, state_url, in_process)
+        _emit_checked(f"reconcile_warm_{label}", res, raw_seconds, inj, rows, touched=touched,
+                      **mode)
 
         if profile:
             log(f"[{label}] profiling the syncd phase (cProfile, untimed)")
             out = tmp / "reconcile.prof"
-            res = in_child(_child_reconcile, sides, str(out))
+            res = in_child(_child_reconcile, sides, str(out), None, in_process)
             if "error" in res:
                 raise RuntimeError(f"profiled reconcile failed: {res['error']}")
             log(f"  profiled run: {res['seconds']:.1f}s")
@@ -530,6 +589,8 @@ def _emit_checked(name: str, res: dict[str, Any], raw_seconds: float, inj: Injec
     emit(name=name, rows=rows, items=res["items"],
          seconds=round(res["seconds"], 3), raw_seconds=round(raw_seconds, 3),
          ratio=round(res["seconds"] / raw_seconds, 3),
+         **({"ratio_vs_raw_apart": round(res["seconds"] / extra["raw_apart_seconds"], 3)}
+            if "raw_apart_seconds" in extra else {}),
          peak_rss_mb=round(res["peak_rss_mb"], 1), base_rss_mb=round(res["base_rss_mb"], 1),
          rss_mb_timeline=res["timeline"], diffs=len(res["diffs"]),
          diffs_by_kind=dict(sorted(by_kind.items())), expected_diffs=len(inj.expected),
@@ -589,9 +650,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--profile", action="store_true",
                         help="also run the syncd phase under cProfile (stderr)")
     parser.add_argument("--no-reladiff", dest="reladiff", action="store_false")
+    parser.add_argument("--in-process", action="store_true",
+                        help="read the channels one after another in one process instead "
+                             "of one reader process per channel (as the CLI does)")
     args = parser.parse_args(argv)
     if args.rows < 2 * len(PLAN):
         parser.error(f"--rows must be at least {2 * len(PLAN)}")
     pairs = [[("hall_db", db), ("portal_db", db)] for db in args.db or []] + (args.pair or [])
     for pair in pairs or [[("hall_db", "sqlite"), ("portal_db", "sqlite")]]:
-        run(pair, args.rows, args.seed, profile=args.profile, use_reladiff=args.reladiff)
+        run(pair, args.rows, args.seed, profile=args.profile, use_reladiff=args.reladiff,
+            in_process=args.in_process)

@@ -31,7 +31,7 @@ from syncd.engine import RunRequest, RunResult, SyncEngine
 from syncd.errors import TransferError
 from syncd.legacy_schemas import create_legacy_tables, seed_legacy
 from syncd.reconcile import reconcile
-from syncd.report.build import close_channels, open_channels
+from syncd.report.build import close_channels, open_channels, openers
 from syncd.sample import generate
 from syncd.sim import Faults, PlatformSimulator, serve_in_thread
 from syncd.sqlutil import make_engine
@@ -208,7 +208,8 @@ def _reconcile(engine: SyncEngine, workdir: Path) -> dict[str, Any]:
     """Hall DB (the source of truth here) against the platform and the portal DB."""
     channels = open_channels(engine.config, ["hall_db", "platform", "portal_db"])
     try:
-        result = reconcile(channels, "hall_db", workdir=workdir, store=engine.store)
+        result = reconcile(channels, "hall_db", workdir=workdir, store=engine.store,
+                           openers=openers(engine.config, list(channels)))
     finally:
         close_channels(channels)
     kinds = Counter(d.kind for d in result.diffs)

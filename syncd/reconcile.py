@@ -1,20 +1,21 @@
 """Reconciliation: every difference between channels, field by field, in bounded memory.
 
-Each channel is streamed in item_code order (a channel whose listing is not in
-key order is first spilled to a temporary SQLite file and read back sorted),
-the streams are merged, and each item is compared with the reference channel
-on normalised comparison keys, so cosmetic differences (width, whitespace,
-dashes, phone formats, order of materials) are not reported.
+Each channel is streamed in item_code order (:mod:`syncd.item_stream`; with
+openers, each in a reader process of its own, :mod:`syncd.channel_reader`), the
+streams are merged, items whose channels agree on the content hash are
+consistent at once, and the others are compared with the reference channel on
+normalised comparison keys, so cosmetic differences (width, whitespace, dashes,
+phone formats, order of materials) are not reported.
 """
 
 from __future__ import annotations
 
 import heapq
-import sqlite3
 import tempfile
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,23 +24,20 @@ from typing import Any
 import orjson
 import structlog
 
-from syncd.errors import ConnectorError, MappingError
+from syncd.channel_reader import Opener, Readers, read_apart, readers_can_share
+from syncd.errors import MappingError
+from syncd.item_stream import PAGE, Hashed, Remote, reason_of, sorted_items
 from syncd.mapping import Mapping
-from syncd.model import (
-    CHILDREN,
-    ITEM_FIELDS,
-    FieldSpec,
-    ServiceItem,
-    content_hash,
-    field_key,
-)
+from syncd.model import CHILDREN, ITEM_FIELDS, FieldSpec, ServiceItem, field_key
 from syncd.report.data import Diff
 from syncd.seen import ChannelSeen, open_seen
 from syncd.state.store import StateStore
 
 log = structlog.get_logger(__name__)
 
-PAGE = 1000
+#: items whose hashes disagree are compared field by field this many at a time (those a
+#: reader process hashed are read again here a page of keys per channel)
+RESOLVE_BATCH = 200
 #: fields compared one by one (metadata such as version and update time is not content)
 COMPARED = [s for s in ITEM_FIELDS.values() if s.content and s.name != "item_code"]
 FIELD_NAMES = [s.name for s in COMPARED] + list(CHILDREN)
@@ -68,6 +66,10 @@ class ChannelStats:
         return Counter({f: self.compared - self.fields_differing[f] for f in FIELD_NAMES})
 
 
+#: what a channel holds for one item in the merge (a str: why its record cannot be read)
+Value = ServiceItem | Hashed | Remote | str
+
+
 @dataclass
 class ReconcileResult:
     run_id: str
@@ -90,116 +92,10 @@ class ReconcileResult:
         return {f: equal[f] / compared[f] for f in compared if compared[f]}
 
 
-def sorted_items(source: Any, mapping: Mapping, workdir: Path, *,
-                 keys: Sequence[str] | None = None, seen: ChannelSeen | None = None
-                 ) -> Iterator[tuple[str, ServiceItem | Hashed | str]]:
-    """(item_code, item) in item_code order; an unreadable record gives (code, reason).
-
-    With ``seen`` each item comes as a :class:`Hashed`, and records unchanged since
-    the last reconcile are not mapped.
-    """
-    pages = source.scan(PAGE, keys=keys) if keys else source.scan(PAGE)
-    if getattr(source, "ordered_scan", True):
-        yield from _checked_order(source.name, _mapped(mapping, pages, seen))
-        return
-    yield from _mapped(mapping, _spilled(mapping, pages, workdir), seen)
-
-
-@dataclass(slots=True)
-class Hashed:
-    """An item by its content hash; ``record`` is mapped only when its fields are needed."""
-
-    content_hash: str
-    mapping: Mapping
-    record: dict[str, Any] | None = None
-    item: ServiceItem | None = None
-
-    def resolve(self) -> ServiceItem | str:
-        """The item, mapped now if need be (or why it cannot be read)."""
-        if self.item is None:
-            try:
-                self.item = self.mapping.to_item(self.record or {})
-            except MappingError as exc:
-                return f"{exc.field or ''}: {exc.reason}"
-        return self.item
-
-
-def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None
-            ) -> Iterator[tuple[str, ServiceItem | Hashed | str]]:
-    """Map each record; one the mapping cannot read becomes (code, reason).
-
-    Items are not validated here: a value that breaks a rule (a placeholder, a bad
-    code) is still what the channel says and is compared like any other; the rules
-    are ``syncd report inspect``'s to report."""
-    for page in pages:
-        records = page.records
-        marks = seen.marks(records) if seen and seen.on else [(None, None, None)] * len(records)
-        for record, (code, digest, last_hash) in zip(records, marks, strict=True):
-            if last_hash is not None:
-                yield code, Hashed(last_hash, mapping, record=record)  # type: ignore[misc]
-                continue
-            try:
-                item = mapping.to_item(record)
-            except MappingError as exc:
-                yield exc.item_code or str(record.get(mapping.key_column, "")), \
-                    f"{exc.field or ''}: {exc.reason}"
-                continue
-            h = _hash_of(item) if seen is not None else None
-            if h is None:
-                yield item.item_code, item
-                continue
-            if code == item.item_code:
-                seen.note(code, digest, h)  # type: ignore[union-attr]
-            yield item.item_code, Hashed(h, mapping, item=item)
-    if seen:
-        seen.flush()
-
-
-def _hash_of(item: ServiceItem) -> str | None:
-    """The item's content hash, or None when a value cannot be hashed (an integer past
-    64 bits): such an item is compared field by field and not remembered."""
-    try:
-        return content_hash(item)
-    except orjson.JSONEncodeError:
-        return None
-
-
-def _checked_order(channel: str, stream: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
-    last = ""
-    for code, value in stream:
-        if code < last:
-            raise ConnectorError(f"listing not in item_code order ({code!r} after {last!r}); "
-                                 "its collation differs from code point order", channel=channel)
-        last = code
-        yield code, value
-
-
-def _spilled(mapping: Mapping, pages: Iterable[Any], workdir: Path) -> Iterator[_SpillPage]:
-    """Sort a listing by key through a temporary SQLite file (bounded memory)."""
-    path = workdir / f"spill-{uuid.uuid4().hex}.db"
-    db = sqlite3.connect(path)
-    try:
-        db.execute("create table r (code text primary key, raw blob)")
-        for page in pages:
-            db.executemany("insert or replace into r values (?, ?)",
-                           [(str(r.get(mapping.key_column)), orjson.dumps(r)) for r in page.records])
-        db.commit()
-        cursor = db.execute("select raw from r order by code")
-        while rows := cursor.fetchmany(PAGE):
-            yield _SpillPage([orjson.loads(raw) for (raw,) in rows])
-    finally:
-        db.close()
-        path.unlink(missing_ok=True)
-
-
-@dataclass(frozen=True)
-class _SpillPage:
-    records: list[dict[str, Any]]
-
-
 def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
               keys: Sequence[str] | None = None, workdir: Path | None = None,
-              max_diffs: int = 200_000, store: StateStore | None = None) -> ReconcileResult:
+              max_diffs: int = 200_000, store: StateStore | None = None,
+              openers: dict[str, Opener] | None = None) -> ReconcileResult:
     """Compare every channel with ``reference`` item by item and field by field.
 
     Args:
@@ -209,23 +105,28 @@ def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
             ``total_diffs`` stay exact); bounds memory when a channel differs wholesale.
         store: the state store; records unchanged since the last reconcile are then
             not mapped again (see :mod:`syncd.seen`).
+        openers: name → how to open that channel again in another process. Given for
+            every channel, each channel is read, mapped and hashed in a process of its
+            own (:mod:`syncd.channel_reader`), side by side; this process merges the
+            hashes and reads again only the items whose hashes disagree.
     """
     names = list(channels)
     result = ReconcileResult(str(uuid.uuid4()), datetime.now(UTC), reference,
                              [n for n in names if n != reference])
     result.stats = {n: ChannelStats() for n in result.channels}
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        seen = {n: open_seen(store, n, channels[n][1],
-                             getattr(channels[n][0], "record_shape", ""))
-                if store is not None else None for n in names}
-        streams = [_tagged(i, sorted_items(channels[n][0], channels[n][1], Path(tmp), keys=keys,
-                                           seen=seen[n]))
-                   for i, n in enumerate(names)]
-        group: dict[str, ServiceItem | Hashed | str] = {}
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp, ExitStack() as stack:
+        if openers is not None and set(names) <= set(openers) and readers_can_share(store):
+            readers = stack.enter_context(read_apart({n: openers[n] for n in names}, store,
+                                                     keys=keys, workdir=Path(tmp)))
+        else:
+            readers = _read_here(channels, store, keys, Path(tmp))
+        streams = [_tagged(i, readers.streams[n]) for i, n in enumerate(names)]
+        group: dict[str, Value] = {}
+        pending: list[tuple[str, dict[str, Value]]] = []
         current: str | None = None
         for code, i, value in heapq.merge(*streams, key=lambda t: (t[0], t[1])):
             if code != current and current is not None:
-                _compare_group(current, group, result, max_diffs)
+                _settle(current, group, result, pending, channels, max_diffs)
                 group = {}
             current = code
             if names[i] in group:  # two records of one channel read as the same item
@@ -234,11 +135,32 @@ def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
                 continue
             group[names[i]] = value
         if current is not None:
-            _compare_group(current, group, result, max_diffs)
-    result.reused = {n: s.hits for n, s in seen.items() if s is not None}
+            _settle(current, group, result, pending, channels, max_diffs)
+        _compare_pending(pending, result, channels, max_diffs)
+        result.reused = readers.reused()
     log.info("reconcile_done", run_id=result.run_id, items=result.items,
-             differences=result.total_diffs, reused=result.reused)
+             differences=result.total_diffs, reused=result.reused,
+             reader_processes=isinstance(readers, Readers))
     return result
+
+
+@dataclass
+class _Here:
+    """Channels read in this process, one stream each."""
+
+    streams: dict[str, Iterator[tuple[str, Any]]]
+    seen: dict[str, ChannelSeen | None]
+
+    def reused(self) -> dict[str, int]:
+        return {n: s.hits for n, s in self.seen.items() if s is not None}
+
+
+def _read_here(channels: dict[str, tuple[Any, Mapping]], store: StateStore | None,
+               keys: Sequence[str] | None, workdir: Path) -> _Here:
+    seen = {n: open_seen(store, n, m, getattr(c, "record_shape", "")) if store is not None
+            else None for n, (c, m) in channels.items()}
+    return _Here({n: sorted_items(c, m, workdir, keys=keys, seen=seen[n])
+                  for n, (c, m) in channels.items()}, seen)
 
 
 def _tagged(index: int, stream: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, int, Any]]:
@@ -246,17 +168,65 @@ def _tagged(index: int, stream: Iterator[tuple[str, Any]]) -> Iterator[tuple[str
         yield code, index, value
 
 
-def _compare_group(code: str, group: dict[str, ServiceItem | Hashed | str],
-                   result: ReconcileResult, max_diffs: int) -> None:
-    result.items += 1
+def _settle(code: str, group: dict[str, Value], result: ReconcileResult,
+            pending: list[tuple[str, dict[str, Value]]],
+            channels: dict[str, tuple[Any, Mapping]], max_diffs: int) -> None:
+    """An item whose channels all hold one content hash is consistent at once; the others
+    wait in ``pending`` to be compared field by field, a batch at a time."""
     if _all_same_hash(group, len(result.channels) + 1):
+        result.items += 1
         for name in result.channels:
             stats = result.stats[name]
             stats.items += 1
             stats.compared += 1
             stats.consistent += 1
         return
-    group = {n: v.resolve() if isinstance(v, Hashed) else v for n, v in group.items()}
+    pending.append((code, group))
+    if len(pending) >= RESOLVE_BATCH:
+        _compare_pending(pending, result, channels, max_diffs)
+
+
+def _compare_pending(pending: list[tuple[str, dict[str, Value]]], result: ReconcileResult,
+                     channels: dict[str, tuple[Any, Mapping]], max_diffs: int) -> None:
+    """Compare the waiting items in item_code order, then forget them."""
+    _read_again(pending, channels)
+    for code, group in pending:
+        _compare_group(code, {n: v.resolve() if isinstance(v, Hashed) else v
+                              for n, v in group.items()}, result, max_diffs)
+    pending.clear()
+
+
+def _read_again(pending: list[tuple[str, dict[str, Value]]],
+                channels: dict[str, tuple[Any, Mapping]]) -> None:
+    """Replace each :class:`Remote` by the item it is now, read by its raw key (a page of
+    keys per channel). An item deleted since its reader saw it is now absent."""
+    wanted: dict[str, list[tuple[str, dict[str, Value]]]] = {}
+    for code, group in pending:
+        for name, value in group.items():
+            if isinstance(value, Remote):
+                wanted.setdefault(name, []).append((code, group))
+    for name, groups in wanted.items():
+        connector, mapping = channels[name]
+        keys = [g[name].raw_key for _code, g in groups]  # type: ignore[union-attr]
+        now: dict[str, ServiceItem | str] = {}
+        for page in connector.scan(PAGE, keys=keys):
+            for record in page.records:
+                try:
+                    item = mapping.to_item(record)
+                    now.setdefault(item.item_code, item)
+                except MappingError as exc:
+                    now.setdefault(exc.item_code or str(record.get(mapping.key_column, "")),
+                                   reason_of(exc))
+        for code, group in groups:
+            if code in now:
+                group[name] = now[code]
+            else:
+                del group[name]
+
+
+def _compare_group(code: str, group: dict[str, ServiceItem | str],
+                   result: ReconcileResult, max_diffs: int) -> None:
+    result.items += 1
     ref = group.get(result.reference)
     for name, value in group.items():
         if isinstance(value, str):
@@ -287,11 +257,11 @@ def _compare_group(code: str, group: dict[str, ServiceItem | Hashed | str],
         result.diffs.extend(found[:max(room, 0)])
 
 
-def _all_same_hash(group: dict[str, ServiceItem | Hashed | str], channels: int) -> bool:
+def _all_same_hash(group: dict[str, Value], channels: int) -> bool:
     """Every channel holds the item with one content hash: nothing differs, nothing to map."""
     if len(group) != channels:
         return False
-    hashes = {v.content_hash if isinstance(v, Hashed) else None for v in group.values()}
+    hashes = {getattr(v, "content_hash", None) for v in group.values()}
     return len(hashes) == 1 and None not in hashes
 
 

@@ -52,6 +52,8 @@ def require_server(kind: str) -> None:
 
 
 DB_KINDS = ["sqlite", "postgres", "mysql"]
+#: a reconcile test run both ways: channels read here, and each in a reader process
+APART = pytest.mark.parametrize("apart", [False, True], ids=["here", "readers"])
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.base import Page
@@ -11,6 +13,7 @@ from syncd.codes import MAPPINGS_DIR
 from syncd.legacy_schemas import seed_legacy
 from syncd.mapping import Mapping, load_mapping
 from syncd.model import ServiceItem, content_hash, validate
+from syncd.reconcile import ReconcileResult, reconcile
 from syncd.sqlutil import make_engine
 
 
@@ -80,3 +83,30 @@ class ListChannel:
 
     def close(self) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class ListOpener:
+    """Opens a :class:`ListChannel` again in a reader process (picklable: the records and
+    the mapping file, not the compiled mapping). ``pid_file``: where the opening process
+    writes its pid."""
+
+    name: str
+    records: list
+    ordered: bool
+    mapping_file: str
+    pid_file: str | None = None
+
+    def __call__(self):
+        if self.pid_file:
+            Path(self.pid_file).write_text(str(os.getpid()))
+        return ListChannel(self.name, self.records, self.ordered), load_mapping(
+            Path(self.mapping_file))
+
+
+def run_reconcile(channels: dict, reference: str, *, apart: bool = False,
+                  **kwargs) -> ReconcileResult:
+    """``reconcile`` of ListChannels, here or (``apart``) each in a reader process."""
+    openers = {n: ListOpener(c.name, c.records, c.ordered_scan, m.file)
+               for n, (c, m) in channels.items()} if apart else None
+    return reconcile(channels, reference, openers=openers, **kwargs)

@@ -4,46 +4,51 @@ from __future__ import annotations
 
 import dataclasses
 
-from helpers import ListChannel, mapping_for
+from conftest import APART
+from helpers import ListChannel, mapping_for, run_reconcile
 
 from syncd.reconcile import reconcile
 from syncd.sample import generate
 
 
-def test_two_records_that_map_to_one_item_are_reported_not_overwritten(tmp_path):
+@APART
+def test_two_records_that_map_to_one_item_are_reported_not_overwritten(tmp_path, apart):
     hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
     items = sorted(generate(5, seed=2), key=lambda i: i.item_code)
     ref = ListChannel("portal", [portal.from_item(i) for i in items])
     records = [hall.from_item(i) for i in items]
     twin = dict(records[2], SXBM=records[2]["SXBM"].lower() + " ", SXMC="另一条记录")
     other = ListChannel("hall", records[:3] + [twin] + records[3:])
-    result = reconcile({"portal": (ref, portal), "hall": (other, hall)}, "portal",
-                       workdir=tmp_path)
+    result = run_reconcile({"portal": (ref, portal), "hall": (other, hall)}, "portal",
+                           workdir=tmp_path, apart=apart)
     assert result.diffs == []  # the first record agrees with the reference
     [(channel, code, reason)] = result.unreadable
     assert (channel, code) == ("hall", items[2].item_code) and "重复" in reason
 
 
-def test_unordered_channel_is_sorted_through_disk(tmp_path):
+@APART
+def test_unordered_channel_is_sorted_through_disk(tmp_path, apart):
     hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
     items = list(generate(300, seed=3))
     changed = dataclasses.replace(items[150], address="钦州市灵山县某某路1号")
     ref = ListChannel("hall", sorted((hall.from_item(i) for i in items), key=lambda r: r["SXBM"]))
     shuffled = [portal.from_item(i) for i in reversed(items[:150] + [changed] + items[151:])]
-    result = reconcile({"hall": (ref, hall), "portal": (ListChannel("portal", shuffled, False),
-                                                        portal)}, "hall", workdir=tmp_path)
+    result = run_reconcile({"hall": (ref, hall),
+                            "portal": (ListChannel("portal", shuffled, False), portal)},
+                           "hall", workdir=tmp_path, apart=apart)
     assert [(d.item_code, d.field) for d in result.diffs] == [(changed.item_code, "address")]
     assert result.stats["portal"].consistent == 299
 
 
-def test_differences_past_the_cap_are_counted_not_kept(tmp_path):
+@APART
+def test_differences_past_the_cap_are_counted_not_kept(tmp_path, apart):
     hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
     items = sorted(generate(40, seed=4), key=lambda i: i.item_code)
     ref = ListChannel("hall", [hall.from_item(i) for i in items])
     other = ListChannel("portal", [portal.from_item(dataclasses.replace(i, address="别处"))
                                    for i in items])
-    result = reconcile({"hall": (ref, hall), "portal": (other, portal)}, "hall",
-                       workdir=tmp_path, max_diffs=10)
+    result = run_reconcile({"hall": (ref, hall), "portal": (other, portal)}, "hall",
+                           workdir=tmp_path, apart=apart, max_diffs=10)
     assert len(result.diffs) == 10 and result.total_diffs == 40
     assert result.stats["portal"].consistent == 0
 

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from conftest import DB_KINDS
-from helpers import ListChannel, mapping_for, open_sql, seed
+from conftest import APART, DB_KINDS
+from helpers import ListChannel, mapping_for, open_sql, run_reconcile, seed
 
 from syncd.codes import MAPPINGS_DIR
 from syncd.mapping import load_mapping
@@ -37,7 +37,9 @@ def _channels(items, portal_items):
 
 
 @pytest.mark.parametrize("kind", DB_KINDS)
-def test_second_reconcile_maps_only_what_changed_and_finds_the_same(fresh_db, tmp_path, kind):
+@APART
+def test_second_reconcile_maps_only_what_changed_and_finds_the_same(fresh_db, tmp_path, kind,
+                                                                    apart):
     store = open_store(fresh_db(kind))
     items = sorted(generate(60, seed=7), key=lambda i: i.item_code)
     portal_items = list(items)
@@ -45,13 +47,17 @@ def test_second_reconcile_maps_only_what_changed_and_finds_the_same(fresh_db, tm
     portal_items[9] = dataclasses.replace(items[9], version=(items[9].version or 1) - 1,
                                           consult_phone="0771-0000000")       # differs, stale
     portal_items[20] = None                                                   # missing
-    plain = reconcile(_channels(items, portal_items), "hall", workdir=tmp_path)
+    def run(**kwargs):
+        return run_reconcile(_channels(items, portal_items), "hall", workdir=tmp_path,
+                             apart=apart, **kwargs)
+
+    plain = run()
     assert len(plain.diffs) == 4
 
-    first = reconcile(_channels(items, portal_items), "hall", workdir=tmp_path, store=store)
+    first = run(store=store)
     assert _diffs(first) == _diffs(plain) and first.reused == {"hall": 0, "portal": 0}
 
-    again = reconcile(_channels(items, portal_items), "hall", workdir=tmp_path, store=store)
+    again = run(store=store)
     assert _diffs(again) == _diffs(plain)  # values of reused records are mapped for the report
     assert again.reused == {"hall": 60, "portal": 59}
     assert again.stats["portal"].consistent == plain.stats["portal"].consistent == 57
@@ -60,7 +66,7 @@ def test_second_reconcile_maps_only_what_changed_and_finds_the_same(fresh_db, tm
     portal_items[30] = dataclasses.replace(items[30], address="另一条路2号")
     portal_items[40] = dataclasses.replace(items[40], address=f"  {items[40].address} ")
     portal_items[3] = items[3]
-    later = reconcile(_channels(items, portal_items), "hall", workdir=tmp_path, store=store)
+    later = run(store=store)
     assert later.reused == {"hall": 60, "portal": 56}
     assert [(c, k, f) for c, k, f, _a, _b in _diffs(later)] == sorted(
         [(items[9].item_code, "stale", "version"), (items[9].item_code, "differs", "consult_phone"),
@@ -96,7 +102,8 @@ def test_rewritten_child_rows_with_new_ids_still_count_as_unchanged(fresh_db, tm
     store.close()
 
 
-def test_a_changed_mapping_drops_what_was_seen(tmp_path):
+@APART
+def test_a_changed_mapping_drops_what_was_seen(tmp_path, apart):
     store = open_store(f"sqlite:///{tmp_path}/state.db")
     path = tmp_path / "hall_db.yaml"
     shutil.copy(MAPPINGS_DIR / "hall_db.yaml", path)
@@ -104,9 +111,10 @@ def test_a_changed_mapping_drops_what_was_seen(tmp_path):
 
     def run():
         hall = load_mapping(path)
-        return reconcile({"hall": (ListChannel("hall", [hall.from_item(i) for i in items]), hall),
-                          "copy": (ListChannel("copy", [hall.from_item(i) for i in items]), hall)},
-                         "hall", workdir=tmp_path, store=store)
+        records = [hall.from_item(i) for i in items]
+        return run_reconcile({"hall": (ListChannel("hall", records), hall),
+                              "copy": (ListChannel("copy", records), hall)},
+                             "hall", workdir=tmp_path, apart=apart, store=store)
 
     assert run().reused == {"hall": 0, "copy": 0}
     assert run().reused == {"hall": 10, "copy": 10}
@@ -115,13 +123,14 @@ def test_a_changed_mapping_drops_what_was_seen(tmp_path):
     store.close()
 
 
-def test_unreadable_records_are_read_again_every_time(tmp_path):
+@APART
+def test_unreadable_records_are_read_again_every_time(tmp_path, apart):
     store = open_store(f"sqlite:///{tmp_path}/state.db")
     items = sorted(generate(5, seed=9), key=lambda i: i.item_code)
     channels = _channels(items, items)
     channels["portal"][0].records[2]["visits"] = "两次"  # not a number
     for _ in range(2):
-        result = reconcile(channels, "hall", workdir=tmp_path, store=store)
+        result = run_reconcile(channels, "hall", workdir=tmp_path, apart=apart, store=store)
         assert [(c, code) for c, code, _why in result.unreadable] == [
             ("portal", items[2].item_code)]
     assert result.reused == {"hall": 5, "portal": 4}
@@ -150,20 +159,23 @@ def test_rows_made_under_another_fingerprint_are_never_used(tmp_path):
     store.close()
 
 
-def test_reconcile_goes_on_without_the_cache_when_the_state_db_fails(tmp_path):
+@APART
+def test_reconcile_goes_on_without_the_cache_when_the_state_db_fails(tmp_path, apart):
     store = open_store(f"sqlite:///{tmp_path}/state.db")
     with store.engine.begin() as conn:
         conn.execute(sa.text("drop table reconcile_seen"))
     items = sorted(generate(5, seed=10), key=lambda i: i.item_code)
     changed = [dataclasses.replace(i, address="别处") if n == 2 else i
                for n, i in enumerate(items)]
-    result = reconcile(_channels(items, changed), "hall", workdir=tmp_path, store=store)
+    result = run_reconcile(_channels(items, changed), "hall", workdir=tmp_path, apart=apart,
+                           store=store)
     assert [(d.item_code, d.field) for d in result.diffs] == [(items[2].item_code, "address")]
     assert result.reused == {"hall": 0, "portal": 0}
     store.close()
 
 
-def test_an_unordered_channel_reuses_what_it_saw(tmp_path):
+@APART
+def test_an_unordered_channel_reuses_what_it_saw(tmp_path, apart):
     store = open_store(f"sqlite:///{tmp_path}/state.db")
     hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
     items = list(generate(30, seed=11))
@@ -172,9 +184,9 @@ def test_an_unordered_channel_reuses_what_it_saw(tmp_path):
     ordered = sorted((hall.from_item(i) for i in items), key=lambda r: r["SXBM"])
     shuffled = [portal.from_item(i) for i in reversed(changed)]
     for reused in (0, 30):
-        result = reconcile({"hall": (ListChannel("hall", ordered), hall),
-                            "portal": (ListChannel("portal", shuffled, False), portal)},
-                           "hall", workdir=tmp_path, store=store)
+        result = run_reconcile({"hall": (ListChannel("hall", ordered), hall),
+                                "portal": (ListChannel("portal", shuffled, False), portal)},
+                               "hall", workdir=tmp_path, apart=apart, store=store)
         assert result.reused == {"hall": reused, "portal": reused}
         assert [(d.item_code, d.field) for d in result.diffs] == [(items[7].item_code,
                                                                     "address")]
@@ -182,16 +194,17 @@ def test_an_unordered_channel_reuses_what_it_saw(tmp_path):
 
 
 @pytest.mark.parametrize("kind", DB_KINDS)
+@APART
 def test_a_code_the_state_table_cannot_hold_is_compared_not_remembered(fresh_db, tmp_path,
-                                                                        kind):
+                                                                        kind, apart):
     store = open_store(fresh_db(kind))
     items = sorted(generate(3, seed=12), key=lambda i: i.item_code)
     long = dataclasses.replace(items[0], item_code=items[0].item_code * 3)  # 93 characters
     nul = dataclasses.replace(items[1], item_code=items[1].item_code + "\x00")  # PG refuses it
     listed = sorted([*items, long, nul], key=lambda i: i.item_code)
     for reused in (0, 3):
-        result = reconcile(_channels(listed, listed), "hall",
-                           workdir=tmp_path, store=store)
+        result = run_reconcile(_channels(listed, listed), "hall",
+                               workdir=tmp_path, apart=apart, store=store)
         assert result.diffs == [] and result.items == 5
         assert result.reused == {"hall": reused, "portal": reused}
     store.close()

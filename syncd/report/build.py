@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from connectors.registry import open_channel
+from syncd.channel_reader import Opener
 from syncd.config import Config
 from syncd.errors import ConfigError, MappingError
 from syncd.inspect import field_label, inspect_item, rules_for
-from syncd.mapping import Mapping, load_mapping
+from syncd.mapping import Mapping
 from syncd.model import ServiceItem
 from syncd.reconcile import ReconcileResult, reconcile
 from syncd.report.data import (
@@ -47,13 +47,16 @@ def check_channels(config: Config, names: Sequence[str], reference: str) -> None
         raise ConfigError("reconcile needs at least two channels", key="--channels")
 
 
+def openers(config: Config, names: Sequence[str]) -> dict[str, Opener]:
+    """How to open each named channel, here or in a reader process."""
+    return {name: Opener(config.channels[name], config.retry) for name in names}
+
+
 def open_channels(config: Config, names: Sequence[str]) -> dict[str, tuple[Any, Mapping]]:
     opened: dict[str, tuple[Any, Mapping]] = {}
     try:
-        for name in names:
-            mapping = load_mapping(config.channels[name].mapping)
-            opened[name] = (open_channel(config.channels[name], mapping, policy=config.retry),
-                            mapping)
+        for name, opener in openers(config, names).items():
+            opened[name] = opener()
     except BaseException:
         close_channels(opened)
         raise
@@ -72,7 +75,8 @@ def reconcile_channels(config: Config, store: StateStore, names: Sequence[str], 
     check_channels(config, names, reference)
     opened = open_channels(config, names)
     try:
-        result = reconcile(opened, reference, keys=items or None, workdir=workdir, store=store)
+        result = reconcile(opened, reference, keys=items or None, workdir=workdir, store=store,
+                           openers=openers(config, names))
     finally:
         close_channels(opened)
     rates = {n: s.rate for n, s in result.stats.items()}

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
@@ -96,6 +94,9 @@ class StateStore:
     # --- schema ---------------------------------------------------------------
     def upgrade(self) -> None:
         """Apply Alembic migrations up to head (idempotent)."""
+        from alembic import command  # here: a reader process opens the store without it
+        from alembic.config import Config
+
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         try:

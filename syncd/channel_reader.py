@@ -1,0 +1,166 @@
+"""Reconcile's channels read side by side: one process per channel.
+
+Reading, mapping and hashing a channel is CPU work in Python, so channels read
+one after another leave every core but one idle. Here each channel is read in a
+process of its own (``spawn``: nothing is inherited but the arguments) that
+sends back, in item_code order, only what the merge needs: the item code, the
+content hash and the raw key. The parent merges those; an item whose hashes
+disagree is read again by its raw key in the parent, where its fields are
+compared. The reader keeps the channel's cache of unchanged records
+(:mod:`syncd.seen`) in the state DB, as the parent would.
+
+A reader's log events are sent to the parent and logged there, so they pass the
+parent's redaction and go where its logs go.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from connectors.registry import open_channel
+from syncd.config import ChannelConfig
+from syncd.errors import ConnectorError
+from syncd.item_stream import Hashed, Remote, sorted_items
+from syncd.mapping import Mapping, load_mapping
+from syncd.retry import RetryPolicy
+from syncd.seen import open_seen
+from syncd.state.store import StateStore
+
+log = structlog.get_logger(__name__)
+
+BATCH = 1000  # items per message
+_MEMORY_URLS = ("sqlite://", "sqlite:///:memory:")
+
+
+@dataclass(frozen=True)
+class Opener:
+    """Opens a configured channel: (connector, mapping). Picklable, so a reader process
+    opens its own connection from it."""
+
+    cfg: ChannelConfig
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __call__(self) -> tuple[Any, Mapping]:
+        mapping = load_mapping(self.cfg.mapping)
+        return open_channel(self.cfg, mapping, policy=self.policy), mapping
+
+
+def readers_can_share(store: StateStore | None) -> bool:
+    """Reader processes open the state DB by URL; an in-memory one they cannot share."""
+    return store is None or store.url not in _MEMORY_URLS
+
+
+@dataclass
+class Readers:
+    """The running readers: one stream of (item_code, value) per channel."""
+
+    streams: dict[str, Iterator[tuple[str, Any]]]
+    hits: dict[str, int] = field(default_factory=dict)
+
+    def reused(self) -> dict[str, int]:
+        """Records each reader took from the cache (known once its stream is done)."""
+        return dict(self.hits)
+
+
+@contextmanager
+def read_apart(openers: dict[str, Callable[[], tuple[Any, Mapping]]], store: StateStore | None,
+               *, keys: Sequence[str] | None, workdir: Path) -> Iterator[Readers]:
+    """Start one reader process per channel; stop them all on the way out."""
+    ctx = multiprocessing.get_context("spawn")
+    procs: list[tuple[Any, Connection]] = []
+    readers = Readers({})
+    try:
+        for name, opener in openers.items():
+            parent_end, child_end = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_read, name=f"syncd-reader-{name}", daemon=True,
+                               args=(child_end, opener, name, store.url if store else None,
+                                     list(keys) if keys else None, str(workdir)))
+            proc.start()
+            child_end.close()
+            procs.append((proc, parent_end))
+            readers.streams[name] = _received(parent_end, name, proc, readers.hits)
+        yield readers
+    finally:
+        for proc, conn in procs:
+            conn.close()
+            if proc.is_alive():
+                proc.terminate()
+            proc.join(timeout=10)
+
+
+def _received(conn: Connection, name: str, proc: Any, hits: dict[str, int]
+              ) -> Iterator[tuple[str, Any]]:
+    """What the reader of ``name`` sends, as (item_code, Remote | ServiceItem | reason)."""
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            proc.join(timeout=10)
+            raise ConnectorError(f"the reader process ended without finishing (exit code "
+                                 f"{proc.exitcode})", channel=name) from None
+        kind = message[0]
+        if kind == "items":
+            for code, content_hash, raw_key, value in message[1]:
+                yield code, (Remote(content_hash, raw_key) if content_hash is not None
+                             else value)
+        elif kind == "log":
+            _, level, event = message
+            getattr(log, level, log.info)(event.pop("event", "reader_event"), **event)
+        elif kind == "done":
+            hits[name] = message[1]
+            return
+        else:  # "error": the reader failed; its message names what failed
+            raise ConnectorError(f"reading failed: {message[1]}: {message[2]}", channel=name)
+
+
+def _read(conn: Connection, opener: Callable[[], tuple[Any, Mapping]], name: str,
+          state_url: str | None, keys: list[str] | None, workdir: str) -> None:
+    """The reader process: stream the channel's items, hashed, in item_code order."""
+    _send_logs_to(conn)
+    store = None
+    try:
+        connector, mapping = opener()
+        try:
+            store = StateStore(state_url) if state_url else None  # migrated by the parent
+            seen = (open_seen(store, name, mapping, getattr(connector, "record_shape", ""))
+                    if store is not None else None)
+            batch: list[tuple[str, str | None, Any, Any]] = []
+            for code, value in sorted_items(connector, mapping, Path(workdir), keys=keys,
+                                            seen=seen, hashed=True):
+                if isinstance(value, Hashed):
+                    batch.append((code, value.content_hash,
+                                  value.record.get(mapping.key_column), None))
+                else:  # why it cannot be read, or an item that cannot be hashed
+                    batch.append((code, None, None, value))
+                if len(batch) >= BATCH:
+                    conn.send(("items", batch))
+                    batch = []
+            conn.send(("items", batch))
+            conn.send(("done", seen.hits if seen is not None else 0))
+        finally:
+            connector.close()
+            if store is not None:
+                store.close()
+    except Exception as exc:  # noqa: BLE001 - sent to the parent, which raises it
+        conn.send(("error", type(exc).__name__, str(exc)))
+    finally:
+        conn.close()
+
+
+def _send_logs_to(conn: Connection) -> None:
+    """Route this process's structlog events to the parent (values as text)."""
+
+    def forward(_logger: Any, level: str, event: dict[str, Any]) -> Any:
+        conn.send(("log", level, {k: v if isinstance(v, str | int | float | bool | None)
+                                  else str(v) for k, v in event.items()}))
+        raise structlog.DropEvent
+
+    structlog.configure(processors=[forward], cache_logger_on_first_use=False)

@@ -1,0 +1,150 @@
+"""A channel as a stream of (item_code, item) in item_code order, for reconcile.
+
+Each record is mapped (not validated: a value that breaks a rule is still what
+the channel says). A channel whose listing is not in key order is first spilled
+to a temporary SQLite file and read back sorted, so memory stays bounded. With a
+state store, records unchanged since the last reconcile are not mapped again
+(:mod:`syncd.seen`): they stand in as their stored content hash.
+
+Kept apart from :mod:`syncd.reconcile` so that a reader process
+(:mod:`syncd.channel_reader`) imports only what reading a channel needs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from syncd.errors import ConnectorError, MappingError
+from syncd.mapping import Mapping
+from syncd.model import ServiceItem, content_hash
+from syncd.seen import ChannelSeen
+
+PAGE = 1000
+
+
+def sorted_items(source: Any, mapping: Mapping, workdir: Path, *,
+                 keys: Sequence[str] | None = None, seen: ChannelSeen | None = None,
+                 hashed: bool = False) -> Iterator[tuple[str, ServiceItem | Hashed | str]]:
+    """(item_code, item) in item_code order; an unreadable record gives (code, reason).
+
+    With ``seen`` (or ``hashed``) each item comes as a :class:`Hashed`; with ``seen``,
+    records unchanged since the last reconcile are not mapped.
+    """
+    pages = source.scan(PAGE, keys=keys) if keys else source.scan(PAGE)
+    hashed = hashed or seen is not None
+    if getattr(source, "ordered_scan", True):
+        yield from _checked_order(source.name, _mapped(mapping, pages, seen, hashed))
+        return
+    yield from _mapped(mapping, _spilled(mapping, pages, workdir), seen, hashed)
+
+
+@dataclass(slots=True)
+class Hashed:
+    """An item by its content hash; ``record`` is mapped only when its fields are needed."""
+
+    content_hash: str
+    mapping: Mapping
+    record: dict[str, Any]
+    item: ServiceItem | None = None
+
+    def resolve(self) -> ServiceItem | str:
+        """The item, mapped now if need be (or why it cannot be read)."""
+        if self.item is None:
+            try:
+                self.item = self.mapping.to_item(self.record)
+            except MappingError as exc:
+                return reason_of(exc)
+        return self.item
+
+
+@dataclass(frozen=True, slots=True)
+class Remote:
+    """An item hashed by a reader process (:mod:`syncd.channel_reader`); when its fields
+    are needed it is read again by ``raw_key`` here."""
+
+    content_hash: str
+    raw_key: Any
+
+
+def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None, hashed: bool
+            ) -> Iterator[tuple[str, ServiceItem | Hashed | str]]:
+    """Map each record; one the mapping cannot read becomes (code, reason).
+
+    Items are not validated here: a value that breaks a rule (a placeholder, a bad
+    code) is still what the channel says and is compared like any other; the rules
+    are ``syncd report inspect``'s to report."""
+    for page in pages:
+        records = page.records
+        marks = seen.marks(records) if seen and seen.on else [(None, None, None)] * len(records)
+        for record, (code, digest, last_hash) in zip(records, marks, strict=True):
+            if last_hash is not None:
+                yield code, Hashed(last_hash, mapping, record)  # type: ignore[misc]
+                continue
+            try:
+                item = mapping.to_item(record)
+            except MappingError as exc:
+                yield exc.item_code or str(record.get(mapping.key_column, "")), reason_of(exc)
+                continue
+            h = _hash_of(item) if hashed else None
+            if h is None:
+                yield item.item_code, item
+                continue
+            if seen is not None and code == item.item_code:
+                seen.note(code, digest, h)
+            yield item.item_code, Hashed(h, mapping, record, item)
+    if seen:
+        seen.flush()
+
+
+def reason_of(exc: MappingError) -> str:
+    """Why a record cannot be read, as the report lists it."""
+    return f"{exc.field or ''}: {exc.reason}"
+
+
+def _hash_of(item: ServiceItem) -> str | None:
+    """The item's content hash, or None when a value cannot be hashed (an integer past
+    64 bits): such an item is compared field by field and not remembered."""
+    try:
+        return content_hash(item)
+    except orjson.JSONEncodeError:
+        return None
+
+
+def _checked_order(channel: str, stream: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    last = ""
+    for code, value in stream:
+        if code < last:
+            raise ConnectorError(f"listing not in item_code order ({code!r} after {last!r}); "
+                                 "its collation differs from code point order", channel=channel)
+        last = code
+        yield code, value
+
+
+def _spilled(mapping: Mapping, pages: Iterable[Any], workdir: Path) -> Iterator[_SpillPage]:
+    """Sort a listing by key through a temporary SQLite file (bounded memory)."""
+    path = workdir / f"spill-{uuid.uuid4().hex}.db"
+    db = sqlite3.connect(path)
+    try:
+        db.execute("create table r (code text primary key, raw blob)")
+        for page in pages:
+            db.executemany("insert or replace into r values (?, ?)",
+                           [(str(r.get(mapping.key_column)), orjson.dumps(r)) for r in page.records])
+        db.commit()
+        cursor = db.execute("select raw from r order by code")
+        while rows := cursor.fetchmany(PAGE):
+            yield _SpillPage([orjson.loads(raw) for (raw,) in rows])
+    finally:
+        db.close()
+        path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class _SpillPage:
+    records: list[dict[str, Any]]

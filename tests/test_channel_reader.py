@@ -1,0 +1,112 @@
+"""Reconcile with each channel in a reader process: where the reading happens, what a
+failing reader does to the run, and what the parent reads again."""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+
+import pytest
+from helpers import ListChannel, ListOpener, mapping_for
+from structlog.testing import capture_logs
+
+from syncd.errors import ConnectorError
+from syncd.reconcile import reconcile
+from syncd.sample import generate
+from syncd.state.store import StateStore, open_store
+
+
+def _listed(items, schema):
+    mapping = mapping_for(schema)
+    return sorted((mapping.from_item(i) for i in items), key=lambda r: r[mapping.key_column])
+
+
+@dataclasses.dataclass(frozen=True)
+class FailingOpener:
+    name: str
+
+    def __call__(self):
+        raise ConnectorError("table 'SP_SXXX' does not exist", channel=self.name)
+
+
+def test_each_channel_is_read_in_a_process_of_its_own(tmp_path):
+    hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
+    items = sorted(generate(20, seed=21), key=lambda i: i.item_code)
+    changed = [dataclasses.replace(i, address="别处") if n == 4 else i for n, i in enumerate(items)]
+    records = {"hall": _listed(items, "hall_db"), "portal": _listed(changed, "portal_db")}
+    channels = {"hall": (ListChannel("hall", records["hall"]), hall),
+                "portal": (ListChannel("portal", records["portal"]), portal)}
+    openers = {n: ListOpener(n, records[n], True, m.file, str(tmp_path / f"{n}.pid"))
+               for n, (_c, m) in channels.items()}
+    result = reconcile(channels, "hall", workdir=tmp_path, openers=openers)
+    pids = {int((tmp_path / f"{n}.pid").read_text()) for n in channels}
+    assert os.getpid() not in pids and len(pids) == 2
+    assert [(d.item_code, d.field, d.channel_value) for d in result.diffs] == [
+        (items[4].item_code, "address", "别处")]
+    assert multiprocessing.active_children() == []
+
+
+def test_a_failing_reader_fails_the_run_with_its_channel_and_reason(tmp_path):
+    hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
+    items = sorted(generate(3000, seed=22), key=lambda i: i.item_code)
+    records = _listed(items, "hall_db")
+    channels = {"hall": (ListChannel("hall", records), hall),
+                "portal": (ListChannel("portal", _listed(items, "portal_db")), portal)}
+    openers = {"hall": ListOpener("hall", records, True, hall.file),
+               "portal": FailingOpener("portal")}
+    with pytest.raises(ConnectorError, match=r"channel=portal .*SP_SXXX' does not exist"):
+        reconcile(channels, "hall", workdir=tmp_path, openers=openers)
+    # the other reader, blocked on a full pipe, was stopped too
+    assert multiprocessing.active_children() == []
+
+
+def test_items_that_differ_are_compared_as_they_are_now(tmp_path):
+    """A reader hashed an item, then it changed or went away before the parent read it
+    again: the report shows what the channel holds now."""
+    hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
+    items = sorted(generate(10, seed=23), key=lambda i: i.item_code)
+    then = [dataclasses.replace(i, address="旧址") if n in (2, 6) else i
+            for n, i in enumerate(items)]
+    now = [dataclasses.replace(i, address="新址") if n == 2 else i
+           for n, i in enumerate(items) if n != 6]
+    channels = {"hall": (ListChannel("hall", _listed(items, "hall_db")), hall),
+                "portal": (ListChannel("portal", _listed(now, "portal_db")), portal)}
+    openers = {"hall": ListOpener("hall", _listed(items, "hall_db"), True, hall.file),
+               "portal": ListOpener("portal", _listed(then, "portal_db"), True, portal.file)}
+    result = reconcile(channels, "hall", workdir=tmp_path, openers=openers)
+    assert [(d.item_code, d.kind, d.field, d.channel_value) for d in result.diffs] == [
+        (items[2].item_code, "differs", "address", "新址"),
+        (items[6].item_code, "missing", None, None)]
+
+
+def test_a_readers_log_events_are_logged_by_the_parent(tmp_path):
+    store = StateStore(f"sqlite:///{tmp_path}/state.db")  # never migrated: no cache table
+    hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
+    items = sorted(generate(5, seed=24), key=lambda i: i.item_code)
+    records = {"hall": _listed(items, "hall_db"), "portal": _listed(items, "portal_db")}
+    channels = {n: (ListChannel(n, records[n]), m) for n, m in (("hall", hall),
+                                                                ("portal", portal))}
+    openers = {n: ListOpener(n, records[n], True, m.file) for n, (_c, m) in channels.items()}
+    with capture_logs() as logs:
+        result = reconcile(channels, "hall", workdir=tmp_path, store=store, openers=openers)
+    assert result.diffs == [] and result.reused == {"hall": 0, "portal": 0}
+    off = sorted(e["channel"] for e in logs if e["event"] == "reconcile_cache_off")
+    assert off == ["hall", "portal"]
+    assert [e["reader_processes"] for e in logs if e["event"] == "reconcile_done"] == [True]
+    store.close()
+
+
+def test_an_in_memory_state_db_keeps_the_reading_here(tmp_path):
+    store = open_store("sqlite://")
+    hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
+    items = sorted(generate(5, seed=25), key=lambda i: i.item_code)
+    records = {"hall": _listed(items, "hall_db"), "portal": _listed(items, "portal_db")}
+    channels = {n: (ListChannel(n, records[n]), m) for n, m in (("hall", hall),
+                                                                ("portal", portal))}
+    openers = {n: FailingOpener(n) for n in channels}  # would fail if it were used
+    with capture_logs() as logs:
+        result = reconcile(channels, "hall", workdir=tmp_path, store=store, openers=openers)
+    assert result.diffs == [] and result.items == 5
+    assert [e["reader_processes"] for e in logs if e["event"] == "reconcile_done"] == [False]
+    store.close()
