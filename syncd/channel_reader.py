@@ -3,10 +3,10 @@
 Reading, mapping and hashing a channel is CPU work in Python, so channels read
 one after another leave every core but one idle. Here each channel is read in a
 process of its own (``spawn``: nothing is inherited but the arguments) that
-sends back, in item_code order, only what the merge needs: the item code, the
-content hash and the raw key. The parent merges those; an item whose hashes
-disagree is read again by its raw key in the parent, where its fields are
-compared. The reader keeps the channel's cache of unchanged records
+sends back, in item_code order, only what the merge needs: the item code, its
+digest (:class:`syncd.item_stream.Hashed`) and the raw key. The parent merges
+those; an item whose digests disagree is read again by its raw key in the
+parent, where its fields are compared. The reader keeps the channel's cache of unchanged records
 (:mod:`syncd.seen`) in the state DB, as the parent would.
 
 A reader's log events are sent to the parent and logged there, so they pass the
@@ -108,8 +108,8 @@ def _received(conn: Connection, name: str, proc: Any, hits: dict[str, int]
                                  f"{proc.exitcode})", channel=name) from None
         kind = message[0]
         if kind == "items":
-            for code, content_hash, raw_key, value in message[1]:
-                yield code, (Remote(content_hash, raw_key) if content_hash is not None
+            for code, digest, raw_key, value in message[1]:
+                yield code, (Remote(digest, raw_key) if digest is not None
                              else value)
         elif kind == "log":
             _, level, event = message
@@ -136,7 +136,7 @@ def _read(conn: Connection, opener: Callable[[], tuple[Any, Mapping]], name: str
             for code, value in sorted_items(connector, mapping, Path(workdir), keys=keys,
                                             seen=seen, hashed=True):
                 if isinstance(value, Hashed):
-                    batch.append((code, value.content_hash,
+                    batch.append((code, value.digest,
                                   value.record.get(mapping.key_column), None))
                 else:  # why it cannot be read, or an item that cannot be hashed
                     batch.append((code, None, None, value))

@@ -12,6 +12,7 @@ Kept apart from :mod:`syncd.reconcile` so that a reader process
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -23,7 +24,7 @@ import orjson
 
 from syncd.errors import ConnectorError, MappingError
 from syncd.mapping import Mapping
-from syncd.model import ServiceItem, content_hash
+from syncd.model import CHILDREN, ITEM_FIELDS, ServiceItem, content_hash
 from syncd.seen import ChannelSeen
 
 PAGE = 1000
@@ -34,8 +35,9 @@ def sorted_items(source: Any, mapping: Mapping, workdir: Path, *,
                  hashed: bool = False) -> Iterator[tuple[str, ServiceItem | Hashed | str]]:
     """(item_code, item) in item_code order; an unreadable record gives (code, reason).
 
-    With ``seen`` (or ``hashed``) each item comes as a :class:`Hashed`; with ``seen``,
-    records unchanged since the last reconcile are not mapped.
+    With ``seen`` each item comes as a :class:`Hashed` by its content hash, and
+    records unchanged since the last reconcile are not mapped; with ``hashed`` alone,
+    by its exact digest (:func:`exact_digest`).
     """
     pages = source.scan(PAGE, keys=keys) if keys else source.scan(PAGE)
     hashed = hashed or seen is not None
@@ -47,9 +49,12 @@ def sorted_items(source: Any, mapping: Mapping, workdir: Path, *,
 
 @dataclass(slots=True)
 class Hashed:
-    """An item by its content hash; ``record`` is mapped only when its fields are needed."""
+    """An item by its digest; ``record`` is mapped only when its fields are needed.
 
-    content_hash: str
+    ``digest`` is the content hash when a state store is in use (that is what the store
+    keeps), else the exact digest; one run uses one kind for every channel."""
+
+    digest: str
     mapping: Mapping
     record: dict[str, Any]
     item: ServiceItem | None = None
@@ -69,7 +74,7 @@ class Remote:
     """An item hashed by a reader process (:mod:`syncd.channel_reader`); when its fields
     are needed it is read again by ``raw_key`` here."""
 
-    content_hash: str
+    digest: str
     raw_key: Any
 
 
@@ -92,7 +97,7 @@ def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None, ha
             except MappingError as exc:
                 yield exc.item_code or str(record.get(mapping.key_column, "")), reason_of(exc)
                 continue
-            h = _hash_of(item) if hashed else None
+            h = _digest_of(item, exact=seen is None) if hashed else None
             if h is None:
                 yield item.item_code, item
                 continue
@@ -108,13 +113,30 @@ def reason_of(exc: MappingError) -> str:
     return f"{exc.field or ''}: {exc.reason}"
 
 
-def _hash_of(item: ServiceItem) -> str | None:
-    """The item's content hash, or None when a value cannot be hashed (an integer past
-    64 bits): such an item is compared field by field and not remembered."""
+def _digest_of(item: ServiceItem, *, exact: bool) -> str | None:
+    """The item's exact digest or content hash, or None when a value cannot be hashed
+    (an integer past 64 bits): such an item is compared field by field and not
+    remembered."""
     try:
-        return content_hash(item)
+        return exact_digest(item) if exact else content_hash(item)
     except orjson.JSONEncodeError:
         return None
+
+
+#: what reconcile compares: content fields (not the key, version or update time) and children
+_COMPARED = tuple(s.name for s in ITEM_FIELDS.values()
+                  if s.content and s.name != "item_code") + tuple(CHILDREN)
+
+
+def exact_digest(item: ServiceItem) -> str:
+    """Digest of the compared fields exactly as mapped, not normalised.
+
+    Equal digests mean equal values, so the item is consistent at once; unequal ones
+    only mean the item is compared field by field (where cosmetic differences are
+    normalised away). Far cheaper than :func:`syncd.model.content_hash`, so it is what
+    a reconcile without a state store merges on."""
+    blob = orjson.dumps([getattr(item, name) for name in _COMPARED])
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
 def _checked_order(channel: str, stream: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:

@@ -36,7 +36,7 @@ def is_placeholder(value: object) -> bool:
     return False
 
 
-@lru_cache(maxsize=1 << 16)  # guides repeat boilerplate (hours, addresses, bases) endlessly
+@lru_cache(maxsize=1 << 14)  # guides repeat boilerplate (hours, addresses, bases) endlessly
 def text_key(value: str | None) -> str:
     """The comparison key of a free-text field."""
     if not value:

@@ -2,10 +2,11 @@
 
 Each channel is streamed in item_code order (:mod:`syncd.item_stream`; with
 openers, each in a reader process of its own, :mod:`syncd.channel_reader`), the
-streams are merged, items whose channels agree on the content hash are
-consistent at once, and the others are compared with the reference channel on
-normalised comparison keys, so cosmetic differences (width, whitespace, dashes,
-phone formats, order of materials) are not reported.
+streams are merged, items whose channels agree on one digest (the content hash,
+or without a state store the exact digest) are consistent at once, and the
+others are compared with the reference channel on normalised comparison keys,
+so cosmetic differences (width, whitespace, dashes, phone formats, order of
+materials) are not reported.
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ from syncd.state.store import StateStore
 
 log = structlog.get_logger(__name__)
 
-#: items whose hashes disagree are compared field by field this many at a time (those a
-#: reader process hashed are read again here a page of keys per channel)
+#: items whose digests disagree are compared field by field this many at a time (those a
+#: reader process read are read again here, a page of keys per channel)
 RESOLVE_BATCH = 200
 #: fields compared one by one (metadata such as version and update time is not content)
 COMPARED = [s for s in ITEM_FIELDS.values() if s.content and s.name != "item_code"]
 FIELD_NAMES = [s.name for s in COMPARED] + list(CHILDREN)
+DUPLICATE = "实施编码重复：同一渠道有两条记录映射为同一事项，仅比对第一条"
 
 
 @dataclass
@@ -108,7 +110,7 @@ def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
         openers: name → how to open that channel again in another process. Given for
             every channel, each channel is read, mapped and hashed in a process of its
             own (:mod:`syncd.channel_reader`), side by side; this process merges the
-            hashes and reads again only the items whose hashes disagree.
+            digests and reads again only the items whose digests disagree.
     """
     names = list(channels)
     result = ReconcileResult(str(uuid.uuid4()), datetime.now(UTC), reference,
@@ -130,8 +132,7 @@ def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
                 group = {}
             current = code
             if names[i] in group:  # two records of one channel read as the same item
-                result.unreadable.append((names[i], code, "实施编码重复：同一渠道有两条记录映射为同一事项，"
-                                                          "仅比对第一条"))
+                result.unreadable.append((names[i], code, DUPLICATE))
                 continue
             group[names[i]] = value
         if current is not None:
@@ -171,9 +172,9 @@ def _tagged(index: int, stream: Iterator[tuple[str, Any]]) -> Iterator[tuple[str
 def _settle(code: str, group: dict[str, Value], result: ReconcileResult,
             pending: list[tuple[str, dict[str, Value]]],
             channels: dict[str, tuple[Any, Mapping]], max_diffs: int) -> None:
-    """An item whose channels all hold one content hash is consistent at once; the others
+    """An item whose channels all hold one digest is consistent at once; the others
     wait in ``pending`` to be compared field by field, a batch at a time."""
-    if _all_same_hash(group, len(result.channels) + 1):
+    if _all_same_digest(group, len(result.channels) + 1):
         result.items += 1
         for name in result.channels:
             stats = result.stats[name]
@@ -257,11 +258,11 @@ def _compare_group(code: str, group: dict[str, ServiceItem | str],
         result.diffs.extend(found[:max(room, 0)])
 
 
-def _all_same_hash(group: dict[str, Value], channels: int) -> bool:
-    """Every channel holds the item with one content hash: nothing differs, nothing to map."""
+def _all_same_digest(group: dict[str, Value], channels: int) -> bool:
+    """Every channel holds the item with one digest: nothing differs, nothing to map."""
     if len(group) != channels:
         return False
-    hashes = {getattr(v, "content_hash", None) for v in group.values()}
+    hashes = {getattr(v, "digest", None) for v in group.values()}
     return len(hashes) == 1 and None not in hashes
 
 

@@ -12,6 +12,7 @@ from helpers import ListChannel, ListOpener, mapping_for
 from structlog.testing import capture_logs
 
 from syncd.errors import ConnectorError
+from syncd.item_stream import exact_digest
 from syncd.reconcile import reconcile
 from syncd.sample import generate
 from syncd.state.store import StateStore, open_store
@@ -110,3 +111,24 @@ def test_an_in_memory_state_db_keeps_the_reading_here(tmp_path):
     assert result.diffs == [] and result.items == 5
     assert [e["reader_processes"] for e in logs if e["event"] == "reconcile_done"] == [False]
     store.close()
+
+
+def test_without_a_state_store_readers_merge_on_exact_digests(tmp_path):
+    """Exact digests: equal values are consistent at once; a cosmetic difference only
+    sends the item to the field-by-field comparison, which normalises it away."""
+    items = sorted(generate(12, seed=26), key=lambda i: i.item_code)
+    item = items[0]
+    assert exact_digest(item) == exact_digest(dataclasses.replace(item, version=99))
+    assert exact_digest(item) != exact_digest(dataclasses.replace(item, address=" x"))
+    cosmetic = [dataclasses.replace(i, address=f"  {i.address} ") if n in (1, 5) else i
+                for n, i in enumerate(items)]
+    cosmetic[7] = dataclasses.replace(items[7], conditions="另有条件")
+    hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
+    records = {"hall": _listed(items, "hall_db"), "portal": _listed(cosmetic, "portal_db")}
+    channels = {n: (ListChannel(n, records[n]), m) for n, m in (("hall", hall),
+                                                                ("portal", portal))}
+    openers = {n: ListOpener(n, records[n], True, m.file) for n, (_c, m) in channels.items()}
+    result = reconcile(channels, "hall", workdir=tmp_path, openers=openers)
+    assert [(d.item_code, d.field) for d in result.diffs] == [(items[7].item_code,
+                                                               "conditions")]
+    assert result.stats["portal"].consistent == 11
