@@ -70,7 +70,39 @@ def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
     else:
         _portable_upsert(conn, table, rows, keys)
         return
-    conn.execute(stmt, list(rows))
+    insert_many(conn, stmt, rows)
+
+
+def insert_many(conn: Connection, stmt: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Run an INSERT (or upsert) ``stmt`` once per row, in one driver ``executemany``.
+
+    SQLAlchemy compiles the statement once and supplies each column's bind processor
+    (a datetime to SQLite's text form, say); the rows then go to the driver as plain
+    tuples, skipping SQLAlchemy's per-row parameter handling, which costs as much as
+    the write itself. Rows whose keys differ from the first row's, or names the
+    driver's paramstyle would have to escape, take the ordinary ``conn.execute`` path.
+    """
+    if not rows:
+        return
+    columns = list(rows[0])
+    compiled = stmt.compile(dialect=conn.dialect, column_keys=columns)
+    if compiled.escaped_bind_names or any(r.keys() != rows[0].keys() for r in rows):
+        conn.execute(stmt, list(rows))
+        return
+    binds = compiled.binds
+    dialect = conn.dialect
+    plan = [(name, binds[name].key, binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in (compiled.positiontup or list(binds))]
+    if any(key not in rows[0] for _name, key, _proc in plan):
+        conn.execute(stmt, list(rows))  # a bind the rows do not fill: SQLAlchemy explains it
+        return
+    if compiled.positional:
+        params: list[Any] = [tuple(r[key] if proc is None else proc(r[key])
+                                   for _name, key, proc in plan) for r in rows]
+    else:
+        params = [{name: r[key] if proc is None else proc(r[key]) for name, key, proc in plan}
+                  for r in rows]
+    conn.exec_driver_sql(str(compiled), params)
 
 
 def _portable_upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],

@@ -21,7 +21,7 @@ from connectors.base import Page, RawRecord, Receipt
 from syncd.errors import ConnectorError, TransferError, TransientTransferError
 from syncd.mapping import ChildMap, Mapping
 from syncd.model import STATUS_CANCELLED
-from syncd.sqlutil import upsert
+from syncd.sqlutil import insert_many, upsert
 
 
 class SqlChannel:
@@ -201,7 +201,7 @@ class SqlChannel:
                     fk = table.c[child.parent_key or ""]
                     conn.execute(delete(table).where(fk.in_(codes)))
                     if child_rows[child.name]:
-                        conn.execute(table.insert(), child_rows[child.name])
+                        insert_many(conn, table.insert(), child_rows[child.name])
         except OperationalError as exc:
             raise self._translate(exc, "write") from exc
 
