@@ -6,8 +6,8 @@ process of its own (``spawn``: nothing is inherited but the arguments) that
 sends back, in item_code order, only what the merge needs: the item code, its
 digest (:class:`syncd.item_stream.Hashed`) and the raw key. The parent merges
 those; an item whose digests disagree is read again by its raw key in the
-parent, where its fields are compared. The reader keeps the channel's cache of unchanged records
-(:mod:`syncd.seen`) in the state DB, as the parent would.
+parent, where its fields are compared. The reader keeps the channel's cache of
+unchanged records (:mod:`syncd.seen`) in the state DB, as the parent would.
 
 A reader's log events are sent to the parent and logged there, so they pass the
 parent's redaction and go where its logs go.
@@ -15,9 +15,11 @@ parent's redaction and go where its logs go.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
+import signal
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -27,7 +29,7 @@ import structlog
 
 from connectors.registry import open_channel
 from syncd.config import ChannelConfig
-from syncd.errors import ConnectorError
+from syncd.errors import ConfigError, ConnectorError, MappingError, StateError
 from syncd.item_stream import Hashed, Remote, sorted_items
 from syncd.mapping import Mapping, load_mapping
 from syncd.retry import RetryPolicy
@@ -37,6 +39,10 @@ from syncd.state.store import StateStore
 log = structlog.get_logger(__name__)
 
 BATCH = 1000  # items per message
+#: a reader's errors of these kinds are raised as the same kind here (exit codes follow them)
+_KINDS = {e.__name__: e for e in (ConfigError, MappingError, StateError)}
+#: opens a channel: (connector, mapping); must pickle, as a reader process calls it
+OpenChannel = Callable[[], tuple[Any, Mapping]]
 _MEMORY_URLS = ("sqlite://", "sqlite:///:memory:")
 
 
@@ -71,7 +77,7 @@ class Readers:
 
 
 @contextmanager
-def read_apart(openers: dict[str, Callable[[], tuple[Any, Mapping]]], store: StateStore | None,
+def read_apart(openers: dict[str, OpenChannel], store: StateStore | None,
                *, keys: Sequence[str] | None, workdir: Path) -> Iterator[Readers]:
     """Start one reader process per channel; stop them all on the way out."""
     ctx = multiprocessing.get_context("spawn")
@@ -94,6 +100,9 @@ def read_apart(openers: dict[str, Callable[[], tuple[Any, Mapping]]], store: Sta
             if proc.is_alive():
                 proc.terminate()
             proc.join(timeout=10)
+            if proc.is_alive():  # still there after SIGTERM: it does not get a choice
+                proc.kill()
+                proc.join()
 
 
 def _received(conn: Connection, name: str, proc: Any, hits: dict[str, int]
@@ -118,12 +127,17 @@ def _received(conn: Connection, name: str, proc: Any, hits: dict[str, int]
             hits[name] = message[1]
             return
         else:  # "error": the reader failed; its message names what failed
-            raise ConnectorError(f"reading failed: {message[1]}: {message[2]}", channel=name)
+            _, kind, text = message
+            if kind in _KINDS:
+                raise _KINDS[kind](f"{text} (reader of channel {name})")
+            text = text.removeprefix(f"channel={name} ")
+            raise ConnectorError(f"reading failed: {kind}: {text}", channel=name)
 
 
-def _read(conn: Connection, opener: Callable[[], tuple[Any, Mapping]], name: str,
+def _read(conn: Connection, opener: OpenChannel, name: str,
           state_url: str | None, keys: list[str] | None, workdir: str) -> None:
     """The reader process: stream the channel's items, hashed, in item_code order."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _send_logs_to(conn)
     store = None
     try:
@@ -133,8 +147,9 @@ def _read(conn: Connection, opener: Callable[[], tuple[Any, Mapping]], name: str
             seen = (open_seen(store, name, mapping, getattr(connector, "record_shape", ""))
                     if store is not None else None)
             batch: list[tuple[str, str | None, Any, Any]] = []
+            digest = "content" if store is not None else "exact"
             for code, value in sorted_items(connector, mapping, Path(workdir), keys=keys,
-                                            seen=seen, hashed=True):
+                                            seen=seen, digest=digest):
                 if isinstance(value, Hashed):
                     batch.append((code, value.digest,
                                   value.record.get(mapping.key_column), None))
@@ -150,17 +165,34 @@ def _read(conn: Connection, opener: Callable[[], tuple[Any, Mapping]], name: str
             if store is not None:
                 store.close()
     except Exception as exc:  # noqa: BLE001 - sent to the parent, which raises it
-        conn.send(("error", type(exc).__name__, str(exc)))
+        # a parent that is gone (OSError) has stopped reading: there is no one to tell
+        with suppress(OSError):
+            conn.send(("error", type(exc).__name__, str(exc)))
     finally:
         conn.close()
 
 
 def _send_logs_to(conn: Connection) -> None:
-    """Route this process's structlog events to the parent (values as text)."""
+    """Route this process's log events, structlog's (info and up) and the standard
+    library's (warnings and up: SQLAlchemy, httpx), to the parent, which logs them
+    through its own processors; values travel as text, tracebacks formatted."""
 
     def forward(_logger: Any, level: str, event: dict[str, Any]) -> Any:
         conn.send(("log", level, {k: v if isinstance(v, str | int | float | bool | None)
                                   else str(v) for k, v in event.items()}))
         raise structlog.DropEvent
 
-    structlog.configure(processors=[forward], cache_logger_on_first_use=False)
+    structlog.configure(processors=[structlog.processors.format_exc_info, forward],
+                        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+                        cache_logger_on_first_use=False)
+
+    class Forward(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            event = {"event": record.getMessage(), "logger": record.name}
+            if record.exc_info:
+                event["exception"] = logging.Formatter().formatException(record.exc_info)
+            conn.send(("log", record.levelname.lower(), event))
+
+    root = logging.getLogger()
+    root.handlers[:] = [Forward()]
+    root.setLevel(logging.WARNING)

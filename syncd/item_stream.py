@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -28,23 +28,26 @@ from syncd.model import CHILDREN, ITEM_FIELDS, ServiceItem, content_hash
 from syncd.seen import ChannelSeen
 
 PAGE = 1000
+#: what an item is merged on: its normalised content hash, or its exact digest
+Digest = Literal["content", "exact"]
 
 
 def sorted_items(source: Any, mapping: Mapping, workdir: Path, *,
                  keys: Sequence[str] | None = None, seen: ChannelSeen | None = None,
-                 hashed: bool = False) -> Iterator[tuple[str, ServiceItem | Hashed | str]]:
+                 digest: Digest | None = None
+                 ) -> Iterator[tuple[str, ServiceItem | Hashed | str]]:
     """(item_code, item) in item_code order; an unreadable record gives (code, reason).
 
-    With ``seen`` each item comes as a :class:`Hashed` by its content hash, and
-    records unchanged since the last reconcile are not mapped; with ``hashed`` alone,
-    by its exact digest (:func:`exact_digest`).
+    With ``digest`` each item comes as a :class:`Hashed` by its content hash
+    ("content") or its exact digest ("exact"); with ``seen`` (content hashes only),
+    records unchanged since the last reconcile are not mapped.
     """
+    if seen is not None and digest != "content":
+        raise ValueError("the reconcile cache keeps content hashes: digest must be 'content'")
     pages = source.scan(PAGE, keys=keys) if keys else source.scan(PAGE)
-    hashed = hashed or seen is not None
-    if getattr(source, "ordered_scan", True):
-        yield from _checked_order(source.name, _mapped(mapping, pages, seen, hashed))
-        return
-    yield from _mapped(mapping, _spilled(mapping, pages, workdir), seen, hashed)
+    if not getattr(source, "ordered_scan", True):
+        pages = _spilled(mapping, pages, workdir)
+    yield from _checked_order(source.name, _mapped(mapping, pages, seen, digest))
 
 
 @dataclass(slots=True)
@@ -78,8 +81,8 @@ class Remote:
     raw_key: Any
 
 
-def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None, hashed: bool
-            ) -> Iterator[tuple[str, ServiceItem | Hashed | str]]:
+def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None,
+            digest: Digest | None) -> Iterator[tuple[str, ServiceItem | Hashed | str]]:
     """Map each record; one the mapping cannot read becomes (code, reason).
 
     Items are not validated here: a value that breaks a rule (a placeholder, a bad
@@ -88,7 +91,7 @@ def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None, ha
     for page in pages:
         records = page.records
         marks = seen.marks(records) if seen and seen.on else [(None, None, None)] * len(records)
-        for record, (code, digest, last_hash) in zip(records, marks, strict=True):
+        for record, (code, raw, last_hash) in zip(records, marks, strict=True):
             if last_hash is not None:
                 yield code, Hashed(last_hash, mapping, record)  # type: ignore[misc]
                 continue
@@ -97,12 +100,12 @@ def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None, ha
             except MappingError as exc:
                 yield exc.item_code or str(record.get(mapping.key_column, "")), reason_of(exc)
                 continue
-            h = _digest_of(item, exact=seen is None) if hashed else None
+            h = _digest_of(item, exact=digest == "exact") if digest else None
             if h is None:
                 yield item.item_code, item
                 continue
             if seen is not None and code == item.item_code:
-                seen.note(code, digest, h)
+                seen.note(code, raw, h)
             yield item.item_code, Hashed(h, mapping, record, item)
     if seen:
         seen.flush()
@@ -150,14 +153,15 @@ def _checked_order(channel: str, stream: Iterator[tuple[str, Any]]) -> Iterator[
 
 
 def _spilled(mapping: Mapping, pages: Iterable[Any], workdir: Path) -> Iterator[_SpillPage]:
-    """Sort a listing by key through a temporary SQLite file (bounded memory)."""
+    """Sort a listing by item_code through a temporary SQLite file (bounded memory);
+    a record whose code cannot be read sorts by its raw key (and is reported)."""
     path = workdir / f"spill-{uuid.uuid4().hex}.db"
     db = sqlite3.connect(path)
     try:
         db.execute("create table r (code text primary key, raw blob)")
         for page in pages:
             db.executemany("insert or replace into r values (?, ?)",
-                           [(str(r.get(mapping.key_column)), orjson.dumps(r)) for r in page.records])
+                           [(_spill_key(mapping, r), orjson.dumps(r)) for r in page.records])
         db.commit()
         cursor = db.execute("select raw from r order by code")
         while rows := cursor.fetchmany(PAGE):
@@ -165,6 +169,14 @@ def _spilled(mapping: Mapping, pages: Iterable[Any], workdir: Path) -> Iterator[
     finally:
         db.close()
         path.unlink(missing_ok=True)
+
+
+def _spill_key(mapping: Mapping, record: dict[str, Any]) -> str:
+    try:
+        code = mapping.item_code_of(record)
+    except MappingError:
+        code = None
+    return code if code is not None else str(record.get(mapping.key_column))
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import structlog
 
-from syncd.channel_reader import Opener, Readers, read_apart, readers_can_share
+from syncd.channel_reader import OpenChannel, Readers, read_apart, readers_can_share
 from syncd.errors import MappingError
 from syncd.item_stream import PAGE, Hashed, Remote, reason_of, sorted_items
 from syncd.mapping import Mapping
@@ -97,7 +97,7 @@ class ReconcileResult:
 def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
               keys: Sequence[str] | None = None, workdir: Path | None = None,
               max_diffs: int = 200_000, store: StateStore | None = None,
-              openers: dict[str, Opener] | None = None) -> ReconcileResult:
+              openers: dict[str, OpenChannel] | None = None) -> ReconcileResult:
     """Compare every channel with ``reference`` item by item and field by field.
 
     Args:
@@ -139,6 +139,7 @@ def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
             _settle(current, group, result, pending, channels, max_diffs)
         _compare_pending(pending, result, channels, max_diffs)
         result.reused = readers.reused()
+        result.unreadable.sort(key=lambda u: (u[1], u[0]))  # by item, then channel
     log.info("reconcile_done", run_id=result.run_id, items=result.items,
              differences=result.total_diffs, reused=result.reused,
              reader_processes=isinstance(readers, Readers))
@@ -160,7 +161,8 @@ def _read_here(channels: dict[str, tuple[Any, Mapping]], store: StateStore | Non
                keys: Sequence[str] | None, workdir: Path) -> _Here:
     seen = {n: open_seen(store, n, m, getattr(c, "record_shape", "")) if store is not None
             else None for n, (c, m) in channels.items()}
-    return _Here({n: sorted_items(c, m, workdir, keys=keys, seen=seen[n])
+    return _Here({n: sorted_items(c, m, workdir, keys=keys, seen=seen[n],
+                                  digest="content" if seen[n] is not None else None)
                   for n, (c, m) in channels.items()}, seen)
 
 
@@ -192,6 +194,8 @@ def _compare_pending(pending: list[tuple[str, dict[str, Value]]], result: Reconc
     """Compare the waiting items in item_code order, then forget them."""
     _read_again(pending, channels)
     for code, group in pending:
+        if not group:  # gone from every channel since it was read
+            continue
         _compare_group(code, {n: v.resolve() if isinstance(v, Hashed) else v
                               for n, v in group.items()}, result, max_diffs)
     pending.clear()

@@ -85,7 +85,7 @@ def insert_many(conn: Connection, stmt: Any, rows: Sequence[dict[str, Any]]) -> 
     if not rows:
         return
     columns = list(rows[0])
-    compiled = stmt.compile(dialect=conn.dialect, column_keys=columns)
+    compiled = stmt.compile(dialect=conn.dialect, column_keys=columns, for_executemany=True)
     if compiled.escaped_bind_names or any(r.keys() != rows[0].keys() for r in rows):
         conn.execute(stmt, list(rows))
         return
@@ -96,12 +96,16 @@ def insert_many(conn: Connection, stmt: Any, rows: Sequence[dict[str, Any]]) -> 
     if any(key not in rows[0] for _name, key, _proc in plan):
         conn.execute(stmt, list(rows))  # a bind the rows do not fill: SQLAlchemy explains it
         return
-    if compiled.positional:
-        params: list[Any] = [tuple(r[key] if proc is None else proc(r[key])
-                                   for _name, key, proc in plan) for r in rows]
-    else:
-        params = [{name: r[key] if proc is None else proc(r[key]) for name, key, proc in plan}
-                  for r in rows]
+    try:
+        if compiled.positional:
+            params: list[Any] = [tuple(r[key] if proc is None else proc(r[key])
+                                       for _name, key, proc in plan) for r in rows]
+        else:
+            params = [{name: r[key] if proc is None else proc(r[key])
+                       for name, key, proc in plan} for r in rows]
+    except Exception:  # noqa: BLE001 - a value its type refuses: SQLAlchemy says which
+        conn.execute(stmt, list(rows))  # raises StatementError, as the caller expects
+        return
     conn.exec_driver_sql(str(compiled), params)
 
 

@@ -72,14 +72,20 @@ def write_config(path: Path, *, state_db: str, channels: dict[str, tuple[str, st
 
 
 class ListChannel:
-    """A channel whose scan is a list of raw records, in the given order."""
+    """A channel whose scan is a list of raw records, in the given order; with ``key``
+    (the key column), a scan for ``keys`` lists only those records."""
 
-    def __init__(self, name: str, records: list[dict], ordered: bool = True) -> None:
-        self.name, self.records, self.ordered_scan = name, records, ordered
+    def __init__(self, name: str, records: list[dict], ordered: bool = True,
+                 key: str | None = None) -> None:
+        self.name, self.records, self.ordered_scan, self.key = name, records, ordered, key
 
     def scan(self, page_size: int, *, keys=None):
-        for i in range(0, len(self.records), page_size):
-            yield Page(self.records[i:i + page_size], None)
+        listed = self.records
+        if keys is not None and self.key is not None:
+            wanted = set(keys)
+            listed = [r for r in listed if r.get(self.key) in wanted]
+        for i in range(0, len(listed), page_size):
+            yield Page(listed[i:i + page_size], None)
 
     def close(self) -> None:
         pass
@@ -100,13 +106,15 @@ class ListOpener:
     def __call__(self):
         if self.pid_file:
             Path(self.pid_file).write_text(str(os.getpid()))
-        return ListChannel(self.name, self.records, self.ordered), load_mapping(
-            Path(self.mapping_file))
+        mapping = load_mapping(Path(self.mapping_file))
+        return ListChannel(self.name, self.records, self.ordered, mapping.key_column), mapping
 
 
 def run_reconcile(channels: dict, reference: str, *, apart: bool = False,
                   **kwargs) -> ReconcileResult:
     """``reconcile`` of ListChannels, here or (``apart``) each in a reader process."""
+    for channel, mapping in channels.values():
+        channel.key = mapping.key_column  # the re-read of differing items is by key
     openers = {n: ListOpener(c.name, c.records, c.ordered_scan, m.file)
                for n, (c, m) in channels.items()} if apart else None
     return reconcile(channels, reference, openers=openers, **kwargs)

@@ -8,10 +8,11 @@ import multiprocessing
 import os
 
 import pytest
-from helpers import ListChannel, ListOpener, mapping_for
+from conftest import APART
+from helpers import ListChannel, ListOpener, mapping_for, run_reconcile
 from structlog.testing import capture_logs
 
-from syncd.errors import ConnectorError
+from syncd.errors import ConnectorError, MappingError
 from syncd.item_stream import exact_digest
 from syncd.reconcile import reconcile
 from syncd.sample import generate
@@ -132,3 +133,33 @@ def test_without_a_state_store_readers_merge_on_exact_digests(tmp_path):
     assert [(d.item_code, d.field) for d in result.diffs] == [(items[7].item_code,
                                                                "conditions")]
     assert result.stats["portal"].consistent == 11
+
+
+def test_a_readers_config_or_mapping_error_keeps_its_kind(tmp_path):
+    hall = mapping_for("hall_db")
+    records = _listed(generate(3, seed=27), "hall_db")
+    channels = {n: (ListChannel(n, records), hall) for n in ("hall", "copy")}
+    openers = {"hall": ListOpener("hall", records, True, hall.file),
+               "copy": BadMappingOpener()}
+    with pytest.raises(MappingError, match="reader of channel copy"):
+        reconcile(channels, "hall", workdir=tmp_path, openers=openers)
+
+
+@dataclasses.dataclass(frozen=True)
+class BadMappingOpener:
+    def __call__(self):
+        raise MappingError("unknown step 'trimm'", file="copy.yaml", line=3)
+
+
+@APART
+def test_an_unordered_channel_is_sorted_by_item_code_not_raw_key(tmp_path, apart):
+    """Raw keys in lower case with stray spaces: the mapping reads them as upper-case codes,
+    and the spill must sort by those, or the merge pairs the wrong items."""
+    hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
+    items = sorted(generate(40, seed=28), key=lambda i: i.item_code)
+    raw = [dict(r, item_code=(" " * (n % 2)) + r["item_code"].lower())
+           for n, r in enumerate(portal.from_item(i) for i in reversed(items))]
+    result = run_reconcile({"hall": (ListChannel("hall", _listed(items, "hall_db")), hall),
+                            "portal": (ListChannel("portal", raw, False), portal)},
+                           "hall", workdir=tmp_path, apart=apart)
+    assert result.diffs == [] and result.stats["portal"].consistent == 40

@@ -61,3 +61,16 @@ def test_rows_of_different_shapes_get_sqlalchemys_own_error(tmp_path):
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0
     engine.dispose()
+
+
+def test_a_value_its_type_refuses_fails_as_sqlalchemy_fails_it(tmp_path):
+    """The SQL channel isolates a refused record by catching StatementError: a value the
+    column's type cannot convert must raise that, as conn.execute would."""
+    engine = make_engine(f"sqlite:///{tmp_path}/t.db")
+    md = sa.MetaData()
+    table = _table(md, "t")
+    md.create_all(engine)
+    with pytest.raises(sa.exc.StatementError), engine.begin() as conn:
+        insert_many(conn, table.insert(), [{"code": "A", "at": datetime(2026, 1, 1)},
+                                           {"code": "B", "at": "not a datetime"}])
+    engine.dispose()
