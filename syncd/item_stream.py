@@ -98,7 +98,7 @@ def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None,
             try:
                 item = mapping.to_item(record)
             except MappingError as exc:
-                yield exc.item_code or str(record.get(mapping.key_column, "")), reason_of(exc)
+                yield unreadable(mapping, record, exc)
                 continue
             h = _digest_of(item, exact=digest == "exact") if digest else None
             if h is None:
@@ -116,6 +116,12 @@ def reason_of(exc: MappingError) -> str:
     return f"{exc.field or ''}: {exc.reason}"
 
 
+def unreadable(mapping: Mapping, record: dict[str, Any], exc: MappingError) -> tuple[str, str]:
+    """(item_code, reason) of a record the mapping cannot read: the code as far as it
+    was read, else the raw key."""
+    return exc.item_code or str(record.get(mapping.key_column, "")), reason_of(exc)
+
+
 def _digest_of(item: ServiceItem, *, exact: bool) -> str | None:
     """The item's exact digest or content hash, or None when a value cannot be hashed
     (an integer past 64 bits): such an item is compared field by field and not
@@ -126,9 +132,10 @@ def _digest_of(item: ServiceItem, *, exact: bool) -> str | None:
         return None
 
 
-#: what reconcile compares: content fields (not the key, version or update time) and children
-_COMPARED = tuple(s.name for s in ITEM_FIELDS.values()
-                  if s.content and s.name != "item_code") + tuple(CHILDREN)
+#: fields compared one by one (metadata such as version and update time is not content)
+COMPARED = [s for s in ITEM_FIELDS.values() if s.content and s.name != "item_code"]
+#: what reconcile compares: those fields and the child collections
+FIELD_NAMES = [s.name for s in COMPARED] + list(CHILDREN)
 
 
 def exact_digest(item: ServiceItem) -> str:
@@ -138,7 +145,7 @@ def exact_digest(item: ServiceItem) -> str:
     only mean the item is compared field by field (where cosmetic differences are
     normalised away). Far cheaper than :func:`syncd.model.content_hash`, so it is what
     a reconcile without a state store merges on."""
-    blob = orjson.dumps([getattr(item, name) for name in _COMPARED])
+    blob = orjson.dumps([getattr(item, name) for name in FIELD_NAMES])
     return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 

@@ -27,7 +27,15 @@ import structlog
 
 from syncd.channel_reader import OpenChannel, Readers, read_apart, readers_can_share
 from syncd.errors import MappingError
-from syncd.item_stream import PAGE, Hashed, Remote, reason_of, sorted_items
+from syncd.item_stream import (
+    COMPARED,
+    FIELD_NAMES,
+    PAGE,
+    Hashed,
+    Remote,
+    sorted_items,
+    unreadable,
+)
 from syncd.mapping import Mapping
 from syncd.model import CHILDREN, ITEM_FIELDS, FieldSpec, ServiceItem, field_key
 from syncd.report.data import Diff
@@ -39,9 +47,6 @@ log = structlog.get_logger(__name__)
 #: items whose digests disagree are compared field by field this many at a time (those a
 #: reader process read are read again here, a page of keys per channel)
 RESOLVE_BATCH = 200
-#: fields compared one by one (metadata such as version and update time is not content)
-COMPARED = [s for s in ITEM_FIELDS.values() if s.content and s.name != "item_code"]
-FIELD_NAMES = [s.name for s in COMPARED] + list(CHILDREN)
 DUPLICATE = "实施编码重复：同一渠道有两条记录映射为同一事项，仅比对第一条"
 
 
@@ -220,8 +225,7 @@ def _read_again(pending: list[tuple[str, dict[str, Value]]],
                     item = mapping.to_item(record)
                     now.setdefault(item.item_code, item)
                 except MappingError as exc:
-                    now.setdefault(exc.item_code or str(record.get(mapping.key_column, "")),
-                                   reason_of(exc))
+                    now.setdefault(*unreadable(mapping, record, exc))
         for code, group in groups:
             if code in now:
                 group[name] = now[code]

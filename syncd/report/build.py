@@ -17,6 +17,7 @@ from syncd.channel_reader import Opener
 from syncd.config import Config
 from syncd.errors import ConfigError, MappingError
 from syncd.inspect import field_label, inspect_item, rules_for
+from syncd.item_stream import unreadable
 from syncd.mapping import Mapping
 from syncd.model import ServiceItem
 from syncd.reconcile import ReconcileResult, reconcile
@@ -156,5 +157,4 @@ def _items(connector: Any, mapping: Mapping, keys: Sequence[str] | None
             try:
                 yield mapping.to_item(record), ("", "")
             except MappingError as exc:
-                code = exc.item_code or str(record.get(mapping.key_column, ""))
-                yield None, (code, f"{exc.field or ''}: {exc.reason}")
+                yield None, unreadable(mapping, record, exc)
