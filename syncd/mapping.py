@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -45,7 +46,7 @@ class FieldMap:
     const: Any = None
     line: int = 0
     writable: bool = True
-    reader: Step = steps.compose(())  # ``read`` composed into one callable
+    reader: Step = steps.compose(())  # ``read`` as one callable (``steps.fast_read``)
     writer: Step = steps.compose(())
     plain: bool = False  # read is just "text as it is": a non-empty str needs no steps
 
@@ -107,6 +108,11 @@ class Mapping:
         code = fm.reader(record.get(fm.column))  # type: ignore[arg-type]
         return code if isinstance(code, str) else None
 
+    @cached_property
+    def _read_plans(self) -> tuple[ReadPlan, tuple[ReadPlan, ...]]:
+        """The read plans of the record and of each child collection, made once."""
+        return _read_plan(self.fields), tuple(_read_plan(c.fields) for c in self.children)
+
     def to_item(self, record: RawRecord) -> ServiceItem:
         """Map one raw record to a canonical item.
 
@@ -115,10 +121,11 @@ class Mapping:
         """
         raw_key = record.get(self.key_column)
         item_code = raw_key if isinstance(raw_key, str) else None
+        main_plan, child_plans = self._read_plans
         try:
-            values = _read_fields(self.fields, record)
+            values = _read_fields(main_plan, record)
             item_code = values.get("item_code") or item_code
-            for child in self.children:
+            for child, plan in zip(self.children, child_plans, strict=True):
                 rows = record.get(child.record_key) or []
                 if child.order:
                     rows = sorted(rows, key=lambda r: (r.get(child.order) is None,
@@ -127,7 +134,7 @@ class Mapping:
                 built = []
                 for i, row in enumerate(rows):
                     try:
-                        built.append(cls(**_read_fields(child.fields, row)))
+                        built.append(cls(**_read_fields(plan, row)))
                     except MappingError as exc:
                         raise exc.located(field=f"{child.name}[{i}].{exc.field}")
                 values[child.name] = tuple(built)
@@ -135,18 +142,23 @@ class Mapping:
         except MappingError as exc:
             raise exc.located(channel=self.channel, item_code=item_code) from None
 
+    @cached_property
+    def _write_plans(self) -> tuple[WritePlan, tuple[WritePlan, ...]]:
+        return _write_plan(self.fields), tuple(_write_plan(c.fields) for c in self.children)
+
     def from_item(self, item: ServiceItem) -> RawRecord:
         """Map a canonical item to a raw record of this channel (children nested).
 
         Raises:
             MappingError: a value this channel cannot represent (e.g. a code with no entry).
         """
+        main_plan, child_plans = self._write_plans
         try:
-            record = _write_fields(self.fields, item)
-            for child in self.children:
+            record = _write_fields(main_plan, item)
+            for child, plan in zip(self.children, child_plans, strict=True):
                 rows = []
                 for i, obj in enumerate(getattr(item, child.name)):
-                    row = _write_fields(child.fields, obj)
+                    row = _write_fields(plan, obj)
                     if child.parent_key:
                         row[child.parent_key] = item.item_code
                     if child.order and row.get(child.order) is None:
@@ -158,30 +170,67 @@ class Mapping:
             raise exc.located(channel=self.channel, item_code=item.item_code) from None
 
 
-def _read_fields(fields: Sequence[FieldMap], record: RawRecord) -> dict[str, Any]:
+#: per field: (name, column, reader, plain) — what reading a record needs, as plain tuples
+ReadPlan = tuple[tuple[str, Any, Step, bool], ...]
+
+
+def _read_plan(fields: Sequence[FieldMap]) -> ReadPlan:
+    """Fields as tuples: mapping reads every field of every record, and unpacking a tuple
+    is cheaper than reading a dataclass's attributes. A constant reads through its
+    chain each time, as a column value would."""
+    return tuple((fm.name, fm.column, fm.reader, fm.plain) if fm.column is not None
+                 else (fm.name, _CONST, lambda _none, fm=fm: fm.reader(fm.const), False)
+                 for fm in fields)
+
+
+_CONST = object()  # the "column" of a constant: no record has it, so it reads as None
+
+
+def _read_fields(plan: ReadPlan, record: RawRecord) -> dict[str, Any]:
     values: dict[str, Any] = {}
     get = record.get
-    fm = None
+    name = None
     try:
-        for fm in fields:
-            value = fm.const if fm.column is None else get(fm.column)
+        for name, column, reader, plain in plan:
+            value = get(column)
             # most columns of most channels are plain text: skip the call (same result)
-            values[fm.name] = value if fm.plain and (value is None or value.__class__ is str
-                                                     and value) else fm.reader(value)
+            values[name] = value if plain and (value is None or value.__class__ is str
+                                               and value) else reader(value)
     except MappingError as exc:
-        raise exc.located(field=fm.name if fm else None) from None
+        raise exc.located(field=name) from None
     return values
 
 
-def _write_fields(fields: Sequence[FieldMap], obj: Any) -> RawRecord:
-    record: RawRecord = {}
-    fm = None
+@dataclass(frozen=True, slots=True)
+class WritePlan:
+    """The written fields of one class: their values taken in one ``attrgetter`` call,
+    and only the fields with a write chain (codes, times, lists) passed through it."""
+
+    columns: tuple[str, ...]
+    values: Callable[[Any], tuple[Any, ...]]
+    chains: tuple[tuple[int, str, str, Step], ...]  # (position, name, column, writer)
+
+
+def _write_plan(fields: Sequence[FieldMap]) -> WritePlan:
+    written = [fm for fm in fields if fm.column is not None and fm.writable]
+    if not written:
+        return WritePlan((), lambda _obj: (), ())
+    getter = attrgetter(*(fm.name for fm in written))
+    return WritePlan(tuple(fm.column for fm in written),  # type: ignore[misc]
+                     getter if len(written) > 1 else lambda obj: (getter(obj),),
+                     tuple((i, fm.name, fm.column, fm.writer)  # type: ignore[misc]
+                           for i, fm in enumerate(written) if fm.write))
+
+
+def _write_fields(plan: WritePlan, obj: Any) -> RawRecord:
+    values = plan.values(obj)
+    record: RawRecord = dict(zip(plan.columns, values, strict=True))
+    name = None
     try:
-        for fm in fields:
-            if fm.column is not None and fm.writable:
-                record[fm.column] = fm.writer(getattr(obj, fm.name))
+        for i, name, column, writer in plan.chains:
+            record[column] = writer(values[i])
     except MappingError as exc:
-        raise exc.located(field=fm.name if fm else None) from None
+        raise exc.located(field=name) from None
     return record
 
 
@@ -249,6 +298,11 @@ class _Compiler:
             if not isinstance(body, LineDict):
                 raise self.fail("expected a column name or a mapping", section, name, field=name)
             out.append(self._field(specs[name], body))
+            written = [f for f in out if f.column == out[-1].column and f.writable]
+            if out[-1].column is not None and len(written) > 1:
+                raise self.fail(f"column {out[-1].column!r} is written by both {written[0].name!r} "
+                                f"and {name!r}; give one of them 'write: false'", section, name,
+                                field=name)
         return tuple(out)
 
     def _field(self, spec: FieldSpec, body: LineDict) -> FieldMap:
@@ -260,16 +314,18 @@ class _Compiler:
         if column is None and "const" not in body:
             raise self.fail("needs 'column' or 'const'", body, "column", field=name)
         try:
-            read, write = self._chains(spec, body)
+            read, reader, write = self._chains(spec, body)
         except MappingError as exc:
             raise exc.located(file=str(self.path), field=name) from None
         return FieldMap(name=name, column=column, read=read, write=write,
                         const=body.get("const"), line=body.line,
                         writable=bool(body.get("write", True)),
-                        reader=steps.compose(read), writer=steps.compose(write),
+                        reader=reader, writer=steps.compose(write),
                         plain=len(read) == 2 and read[1] is steps.to_text)
 
-    def _chains(self, spec: FieldSpec, body: LineDict) -> tuple[tuple[Step, ...], tuple[Step, ...]]:
+    def _chains(self, spec: FieldSpec,
+                body: LineDict) -> tuple[tuple[Step, ...], Step, tuple[Step, ...]]:
+        """(read chain, its reader, write chain) of one field."""
         read: list[Step] = [steps.decode(self.encoding)]
         write: list[Step] = []
         for step_name in body.get("steps") or []:
@@ -277,6 +333,7 @@ class _Compiler:
                 raise self.fail(f"unknown step {step_name!r} (known: "
                                 f"{', '.join(steps.TEXT_STEPS)})", body, "steps", spec.name)
             read.append(steps.TEXT_STEPS[step_name])
+        text_fns = [step.text_fn for step in read[1:]]  # type: ignore[attr-defined]
         if len(read) > 1:  # a text step may leave an empty string behind
             read.append(steps.empty_to_none)
         if (sep := body.get("split")) is not None:
@@ -305,7 +362,18 @@ class _Compiler:
                                       many=spec.kind == "codes"))
         if spec.kind == "codes":
             write.append(steps.join(str(sep)) if sep is not None else steps.as_list)
-        return tuple(read), tuple(write)
+        # the shortcut may look codes up only when they need no coercion afterwards
+        typed = bool if spec.kind == "bool" else str
+        shortcut_table = forward if codes is not None and all(
+            type(v) is typed for v in forward.values()) else None
+        if codes is not None and shortcut_table is None:
+            reader = steps.compose(read)
+        else:
+            reader = steps.fast_read(steps.compose(read), text=steps.text_chain(text_fns),
+                                     kind=spec.kind, table=shortcut_table,
+                                     sep=None if sep is None else str(sep),
+                                     zone=self._zone(body) if spec.kind == "datetime" else None)
+        return tuple(read), reader, tuple(write)
 
     def _check_codes(self, spec: FieldSpec, body: LineDict, codes: dict[str, Any]) -> str:
         if spec.kind == "bool":

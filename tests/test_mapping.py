@@ -9,6 +9,7 @@ import pytest
 from helpers import mapping_for
 from syncd import steps
 from syncd.errors import MappingError
+from syncd.mapping import load_mapping
 from syncd.sample import generate
 
 
@@ -59,3 +60,72 @@ def test_a_record_error_names_channel_item_and_field():
     assert err.value.field == "handle_type"
     assert err.value.item_code == record["SXBM"]
     assert err.value.channel == "hall_db"
+
+
+_ODD_VALUES = ["", " ", "  x ", "ｘｋ", "XK", " xk ", "是", "否", "工作日", "自然人", "在用", "取消",
+               "自然人、、企业法人", "、", "窗口办理,,网上办理", ",", "ZZ", None, 0, 5, -1, 3.0, True, False, "12", " 7 ",
+               "二十", b"\xd6\xd0\xce\xc4", b"", b"\xff", datetime(2026, 11, 26, 18, 0),
+               datetime(2026, 11, 26, 18, 0, tzinfo=UTC), "2026-01-02T03:04:05",
+               "2026-01-02 03:04:05", ["自然人"], ("1", "2"), "<b>a</b> &amp; b", "０７７７—６４２８８２０"]
+
+
+def _outcome(fn, value):
+    try:
+        result = fn(value)
+    except MappingError as exc:
+        return "error", str(exc)
+    return type(result), result
+
+
+_EDGE_MAPPING = """
+channel: edge
+fields:
+  item_code: {column: A, steps: [trim, halfwidth, upper]}
+  item_name: {column: B, default: 未命名}
+  item_type: {column: C, codes: {XK: "01", "1": "01"}}
+  dept_name: {column: D, steps: [fold_space, strip_tags]}
+  status: {column: E, codes: {在用: 1, 取消: 3}}
+  service_objects: {column: F, codes: {自然人: "1", 企业法人: "2"}}
+  handle_modes: {column: G, split: "、", steps: [trim]}
+  charged: {column: H}
+  legal_time_limit: {column: I, steps: [trim]}
+  updated_at: {column: J, datetime: {tz: Asia/Shanghai, format: "%Y-%m-%d %H:%M:%S"}}
+"""
+
+
+@pytest.mark.parametrize("schema", ["hall_db", "portal_db", "platform/reference", "edge"])
+def test_each_readers_shortcut_gives_what_its_whole_chain_gives(schema, tmp_path):
+    """The reader's shortcut for common values must change nothing: same value, same
+    type, same error as running every step of the chain. ``edge``: the shapes the
+    shipped mappings do not use (codes without split, codes that need coercing, steps
+    on numbers and times, defaults)."""
+    if schema == "edge":
+        (tmp_path / "edge.yaml").write_text(_EDGE_MAPPING, encoding="utf-8")
+        mapping = load_mapping(tmp_path / "edge.yaml")
+    else:
+        mapping = mapping_for(schema)
+    records = [mapping.from_item(item) for item in generate(200, seed=7)
+               if schema != "edge"]
+    for fm in [*mapping.fields, *(f for child in mapping.children for f in child.fields)]:
+        whole = steps.compose(fm.read)
+        seen = [r.get(fm.column) for r in records if fm.column] + [
+            row.get(fm.column) for r in records for child in mapping.children
+            for row in r.get(child.record_key) or [] if fm.column]
+        for value in [*_ODD_VALUES, *seen]:
+            assert _outcome(fm.reader, value) == _outcome(whole, value), (fm.name, value)
+
+
+def test_a_column_written_by_two_fields_is_refused_at_its_line(tmp_path):
+    path = tmp_path / "twice.yaml"
+    text = _EDGE_MAPPING.replace("  charged: {column: H}",
+                                 "  charged: {column: H}\n  visit_reason: {column: H}")
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(MappingError) as err:
+        load_mapping(path)
+    assert err.value.field == "visit_reason"
+    assert err.value.line == text.splitlines().index("  visit_reason: {column: H}") + 1
+    assert "written by both 'charged' and 'visit_reason'" in str(err.value)
+    path.write_text(_EDGE_MAPPING.replace("  charged: {column: H}", "  charged: {column: H}\n"
+                                          "  visit_reason: {column: H, write: false}"),
+                    encoding="utf-8")
+    assert load_mapping(path).channel == "edge"

@@ -58,6 +58,7 @@ class SqlChannel:
                 table = self._reflect(md, child.table, cols)
                 self.children.append((child, table))
                 self._child_cols[child.name] = [table.c[c] for c in cols]
+        self._main_names = frozenset(self.table.c.keys())
         self._select_cols = [self.table.c[c] for c in dict.fromkeys(
             mapping.columns + ([mapping.cursor] if mapping.cursor else []))]
 
@@ -186,10 +187,10 @@ class SqlChannel:
             return self.write(records[:mid]) + self.write(records[mid:])
 
     def _write_batch(self, records: Sequence[RawRecord]) -> None:
-        key = self.key.name
+        key, names = self.key.name, self._main_names
         main_rows, child_rows = [], {c.name: [] for c, _ in self.children}
         for rec in records:
-            main = {k: v for k, v in rec.items() if k in self.table.c}
+            main = {k: v for k, v in rec.items() if k in names}
             main_rows.append(main)
             for child, _table in self.children:
                 child_rows[child.name].extend(rec.get(child.record_key) or [])
