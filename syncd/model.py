@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from collections.abc import Callable
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any, Literal
 
 import orjson
@@ -313,12 +314,35 @@ def field_key(spec: FieldSpec, value: Any) -> Any:
     return fn(value) if fn else value
 
 
-def _plan(specs: dict[str, FieldSpec]) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
-    return tuple((s.name, _KEYS.get(s.kind)) for s in specs.values() if s.content)
+@dataclass(frozen=True, slots=True)
+class _ViewPlan:
+    """The compared fields of one class: their values taken in one ``attrgetter`` call,
+    and the comparison key applied only where the kind has one (text, phones, codes)."""
+
+    names: tuple[str, ...]
+    values: Callable[[Any], tuple[Any, ...]]
+    keyed: tuple[tuple[int, Callable[[Any], Any]], ...]
+
+    def view(self, obj: Any) -> dict[str, Any]:
+        values = self.values(obj)
+        if self.keyed:
+            values = list(values)  # type: ignore[assignment]
+            for i, fn in self.keyed:
+                values[i] = fn(values[i])  # type: ignore[index]
+        return dict(zip(self.names, values, strict=True))
 
 
-_ITEM_PLAN = _plan(ITEM_FIELDS)
-_CHILD_PLANS = tuple((attr, _plan(specs)) for attr, (_cls, specs, _label) in CHILDREN.items())
+def _view_plan(specs: dict[str, FieldSpec]) -> _ViewPlan:
+    compared = [s for s in specs.values() if s.content]
+    getter = attrgetter(*(s.name for s in compared))
+    return _ViewPlan(tuple(s.name for s in compared),
+                     getter if len(compared) > 1 else lambda obj: (getter(obj),),
+                     tuple((i, fn) for i, s in enumerate(compared)
+                           if (fn := _KEYS.get(s.kind)) is not None))
+
+
+_ITEM_VIEW = _view_plan(ITEM_FIELDS)
+_CHILD_VIEWS = tuple((attr, _view_plan(specs)) for attr, (_cls, specs, _label) in CHILDREN.items())
 
 
 def _row_order(row: dict[str, Any]) -> bytes:
@@ -327,18 +351,9 @@ def _row_order(row: dict[str, Any]) -> bytes:
 
 def comparison_view(item: ServiceItem) -> dict[str, Any]:
     """The item as compared across channels: normalised, children in a stable order."""
-    view: dict[str, Any] = {}
-    for name, fn in _ITEM_PLAN:
-        value = getattr(item, name)
-        view[name] = fn(value) if fn is not None else value
-    for attr, plan in _CHILD_PLANS:
-        rows = []
-        for child in getattr(item, attr):
-            row = {}
-            for name, fn in plan:
-                value = getattr(child, name)
-                row[name] = fn(value) if fn is not None else value
-            rows.append(row)
+    view = _ITEM_VIEW.view(item)
+    for attr, plan in _CHILD_VIEWS:
+        rows = [plan.view(child) for child in getattr(item, attr)]
         view[attr] = sorted(rows, key=_row_order) if len(rows) > 1 else rows
     return view
 
