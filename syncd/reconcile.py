@@ -12,6 +12,7 @@ materials) are not reported.
 from __future__ import annotations
 
 import heapq
+import os
 import tempfile
 import uuid
 from collections import Counter
@@ -25,12 +26,13 @@ from typing import Any
 import orjson
 import structlog
 
-from syncd.channel_reader import OpenChannel, Readers, read_apart, readers_can_share
+from syncd.channel_reader import OpenChannel, read_apart, readers_can_share
 from syncd.errors import MappingError
 from syncd.item_stream import (
     COMPARED,
     FIELD_NAMES,
     PAGE,
+    Digest,
     Hashed,
     Remote,
     sorted_items,
@@ -102,7 +104,8 @@ class ReconcileResult:
 def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
               keys: Sequence[str] | None = None, workdir: Path | None = None,
               max_diffs: int = 200_000, store: StateStore | None = None,
-              openers: dict[str, OpenChannel] | None = None) -> ReconcileResult:
+              openers: dict[str, OpenChannel] | None = None,
+              max_readers: int | None = None) -> ReconcileResult:
     """Compare every channel with ``reference`` item by item and field by field.
 
     Args:
@@ -116,18 +119,24 @@ def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
             every channel, each channel is read, mapped and hashed in a process of its
             own (:mod:`syncd.channel_reader`), side by side; this process merges the
             digests and reads again only the items whose digests disagree.
+        max_readers: at most this many reader processes (default :func:`reader_limit`);
+            the channels past it are read in this process.
     """
     names = list(channels)
     result = ReconcileResult(str(uuid.uuid4()), datetime.now(UTC), reference,
                              [n for n in names if n != reference])
     result.stats = {n: ChannelStats() for n in result.channels}
+    apart = names[:max_readers or reader_limit()] if (
+        openers is not None and set(names) <= set(openers) and readers_can_share(store)) else []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp, ExitStack() as stack:
-        if openers is not None and set(names) <= set(openers) and readers_can_share(store):
-            readers = stack.enter_context(read_apart({n: openers[n] for n in names}, store,
-                                                     keys=keys, workdir=Path(tmp)))
-        else:
-            readers = _read_here(channels, store, keys, Path(tmp))
-        streams = [_tagged(i, readers.streams[n]) for i, n in enumerate(names)]
+        readers = stack.enter_context(read_apart({n: openers[n] for n in apart}, store,  # type: ignore[index]
+                                                 keys=keys, workdir=Path(tmp)))
+        # channels read here next to readers must come by the readers' kind of digest
+        kind: Digest | None = ("content" if store is not None else "exact") if apart else None
+        here = _read_here({n: channels[n] for n in names if n not in apart}, store, keys,
+                          Path(tmp), digest=kind)
+        streams = [_tagged(i, readers.streams.get(n) or here.streams[n])
+                   for i, n in enumerate(names)]
         group: dict[str, Value] = {}
         pending: list[tuple[str, dict[str, Value]]] = []
         current: str | None = None
@@ -143,12 +152,19 @@ def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
         if current is not None:
             _settle(current, group, result, pending, channels, max_diffs)
         _compare_pending(pending, result, channels, max_diffs)
-        result.reused = readers.reused()
+        result.reused = {**readers.reused(), **here.reused()}
         result.unreadable.sort(key=lambda u: (u[1], u[0]))  # by item, then channel
     log.info("reconcile_done", run_id=result.run_id, items=result.items,
              differences=result.total_diffs, reused=result.reused,
-             reader_processes=isinstance(readers, Readers))
+             reader_processes=len(apart))
     return result
+
+
+def reader_limit() -> int:
+    """How many channels get a reader process: one per CPU (at least two). Each reader
+    costs tens of MB; past the CPUs more of them add memory, not speed, so the other
+    channels are read in this process."""
+    return max(2, os.cpu_count() or 1)
 
 
 @dataclass
@@ -163,11 +179,13 @@ class _Here:
 
 
 def _read_here(channels: dict[str, tuple[Any, Mapping]], store: StateStore | None,
-               keys: Sequence[str] | None, workdir: Path) -> _Here:
+               keys: Sequence[str] | None, workdir: Path, *, digest: Digest | None) -> _Here:
+    """Stream ``channels`` in this process: by content hash where the reconcile cache is
+    on, else by ``digest`` (the readers' kind, when reader processes read the others)."""
     seen = {n: open_seen(store, n, m, getattr(c, "record_shape", "")) if store is not None
             else None for n, (c, m) in channels.items()}
     return _Here({n: sorted_items(c, m, workdir, keys=keys, seen=seen[n],
-                                  digest="content" if seen[n] is not None else None)
+                                  digest="content" if seen[n] is not None else digest)
                   for n, (c, m) in channels.items()}, seen)
 
 

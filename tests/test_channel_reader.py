@@ -95,7 +95,7 @@ def test_a_readers_log_events_are_logged_by_the_parent(tmp_path):
     assert result.diffs == [] and result.reused == {"hall": 0, "portal": 0}
     off = sorted(e["channel"] for e in logs if e["event"] == "reconcile_cache_off")
     assert off == ["hall", "portal"]
-    assert [e["reader_processes"] for e in logs if e["event"] == "reconcile_done"] == [True]
+    assert [e["reader_processes"] for e in logs if e["event"] == "reconcile_done"] == [2]
     store.close()
 
 
@@ -110,7 +110,7 @@ def test_an_in_memory_state_db_keeps_the_reading_here(tmp_path):
     with capture_logs() as logs:
         result = reconcile(channels, "hall", workdir=tmp_path, store=store, openers=openers)
     assert result.diffs == [] and result.items == 5
-    assert [e["reader_processes"] for e in logs if e["event"] == "reconcile_done"] == [False]
+    assert [e["reader_processes"] for e in logs if e["event"] == "reconcile_done"] == [0]
     store.close()
 
 
@@ -163,3 +163,57 @@ def test_an_unordered_channel_is_sorted_by_item_code_not_raw_key(tmp_path, apart
                             "portal": (ListChannel("portal", raw, False), portal)},
                            "hall", workdir=tmp_path, apart=apart)
     assert result.diffs == [] and result.stats["portal"].consistent == 40
+
+
+class _Asked(ListChannel):
+    """A ListChannel that notes the keys it is asked to read again."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.asked = []
+
+    def scan(self, page_size, *, keys=None):
+        self.asked += list(keys or [])
+        return super().scan(page_size, keys=keys)
+
+
+@pytest.mark.parametrize("with_store", [False, True], ids=["exact", "content"])
+def test_channels_past_the_reader_limit_are_read_here_on_the_same_digests(tmp_path,
+                                                                          with_store):
+    """Four channels, two readers: the first two channels are read in reader processes,
+    the other two here, and every channel's digests are of one kind, so what agrees is
+    consistent at once and only real differences are reported (a cosmetic one is not)."""
+    items = sorted(generate(30, seed=28), key=lambda i: i.item_code)
+    variants = {
+        "hall": ("hall_db", items),
+        "portal": ("portal_db", [dataclasses.replace(i, address="别处") if n == 3 else i
+                                 for n, i in enumerate(items)]),
+        "hall2": ("hall_db", [dataclasses.replace(i, conditions="另有条件") if n == 8 else i
+                              for n, i in enumerate(items)]),
+        "portal2": ("portal_db", [dataclasses.replace(i, address=f"  {i.address} ") if n == 5
+                                  else i for n, i in enumerate(items)]),
+    }
+    records = {n: _listed(v, schema) for n, (schema, v) in variants.items()}
+    channels = {n: (_Asked(n, records[n], key=mapping_for(schema).key_column),
+                    mapping_for(schema)) for n, (schema, _v) in variants.items()}
+    openers = {n: ListOpener(n, records[n], True, m.file, str(tmp_path / f"{n}.pid"))
+               for n, (_c, m) in channels.items()}
+    store = open_store(f"sqlite:///{tmp_path}/state.db") if with_store else None
+    with capture_logs() as logs:
+        result = reconcile(channels, "hall", workdir=tmp_path, openers=openers, store=store,
+                           max_readers=2)
+    assert sorted(p.stem for p in tmp_path.glob("*.pid")) == ["hall", "portal"]
+    assert [e["reader_processes"] for e in logs if e["event"] == "reconcile_done"] == [2]
+    assert sorted((d.item_code, d.channel, d.field) for d in result.diffs) == sorted([
+        (items[3].item_code, "portal", "address"), (items[8].item_code, "hall2", "conditions")])
+    assert {n: s.consistent for n, s in result.stats.items()} == {
+        "portal": 29, "hall2": 29, "portal2": 30}
+    # only the items whose digests disagree were read again from the readers' channels:
+    # the cosmetic one too by exact digest, not by content hash
+    again = 2 if with_store else 3
+    assert [len(channels[n][0].asked) for n in ("hall", "portal", "hall2", "portal2")] == [
+        again, again, 0, 0]
+    if store is not None:
+        assert set(result.reused) == {"hall", "portal", "hall2", "portal2"}
+        store.close()
+    assert multiprocessing.active_children() == []
