@@ -122,7 +122,8 @@ def fast_read(slow: Step, *, text: Callable[[str], str] | None, kind: str,
     if kind == "datetime":
         def read_datetime(value: Any) -> Any:
             if value.__class__ is datetime:
-                return (value if value.tzinfo else value.replace(tzinfo=zone)).astimezone(UTC)
+                return (value if value.tzinfo is not None
+                        else value.replace(tzinfo=zone)).astimezone(UTC)
             return slow(value)
         return read_datetime
     if table is not None and sep is not None:
