@@ -4,7 +4,7 @@ upserts, child rows replaced, a refused record isolated, client encodings."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -50,6 +50,34 @@ def test_cursor_pages_resume_after_the_checkpoint_even_on_equal_timestamps(fresh
     resumed = list(ch.read(pages[0].cursor, 50))
     codes = [r["item_code"] for p in resumed for r in p.records]
     assert codes == [r["item_code"] for p in pages[1:] for r in p.records]
+    assert list(ch.read(pages[-1].cursor, 50)) == []
+    ch.close()
+
+
+def test_a_first_read_is_a_key_ordered_snapshot_then_change_order(fresh_db, kind):
+    """No cursor yet: every row in key order (resumable from any page), then, in change
+    order, what changed since the snapshot began: a row changed during the snapshot is
+    read again before the read ends, and nothing else is."""
+    url = fresh_db(kind)
+    start = datetime(2026, 5, 1, tzinfo=UTC)
+    items = [dataclasses.replace(i, updated_at=start + timedelta(minutes=n % 7))
+             for n, i in enumerate(generate(120, seed=4))]
+    seed(url, "hall_db", items)
+    ch = open_sql(url, "hall_db")
+    reading = ch.read(None, 50)
+    first = next(reading)
+    changed = dataclasses.replace(ch.mapping.to_item(first.records[0]), address="改过的地址",
+                                  updated_at=start + timedelta(days=1))
+    seed(url, "hall_db", [changed], create=False)  # changed while the snapshot runs
+    pages = [first, *reading]
+    assert [len(p.records) for p in pages] == [50, 50, 20, 1]
+    got = [ch.mapping.to_item(r) for p in pages[:3] for r in p.records]
+    assert [i.item_code for i in got] == sorted(i.item_code for i in items)
+    assert sorted(got, key=lambda i: i.item_code) == sorted(items, key=lambda i: i.item_code)
+    again = ch.mapping.to_item(pages[3].records[0])
+    assert (again.item_code, again.address) == (changed.item_code, "改过的地址")
+    resumed = [r for p in ch.read(pages[0].cursor, 50) for r in p.records]
+    assert resumed == [r for p in pages[1:] for r in p.records]
     assert list(ch.read(pages[-1].cursor, 50)) == []
     ch.close()
 

@@ -8,7 +8,7 @@ other dialect by URL (portable upsert). SQLAlchemy errors end here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -87,25 +87,29 @@ class SqlChannel:
 
     # --- reading ---------------------------------------------------------------
     def read(self, cursor: str | None, page_size: int) -> Iterator[Page]:
-        """Pages in change order after ``cursor``; without a cursor column, a full scan."""
+        """Pages in change order after ``cursor``; without a cursor column, a full scan.
+
+        The first read (no cursor) is a snapshot: see :meth:`_snapshot`."""
         if self.cursor_col is None:
             yield from self.scan(page_size)
             return
-        after: tuple[Any, str] | None = None
-        if cursor:
-            state = orjson.loads(cursor)
-            if state.get("dt") and self.lag:  # re-read the lag window before the checkpoint
-                after = (datetime.fromisoformat(state["t"]) - self.lag, "")
-            elif state.get("dt"):
-                after = (datetime.fromisoformat(state["t"]), state["k"])
-            else:
-                after = (state["t"], state["k"])
+        state = orjson.loads(cursor) if cursor else None
+        if state is None or "snapshot" in state:
+            tail = yield from self._snapshot(page_size, state)
+            if tail is None:
+                return
+            state = orjson.loads(tail)  # and on to what changed since it began
+        if state.get("dt") and self.lag:  # re-read the lag window before the checkpoint
+            after = (datetime.fromisoformat(state["t"]) - self.lag, "")
+        elif state.get("dt"):
+            after = (datetime.fromisoformat(state["t"]), state["k"])
+        else:
+            after = (state["t"], state["k"])
         order = (self.cursor_col, self.key)
         while True:
-            q = select(*self._select_cols).order_by(*order).limit(page_size)
-            if after is not None:
-                q = q.where(or_(self.cursor_col > after[0],
-                                and_(self.cursor_col == after[0], self.key > after[1])))
+            q = select(*self._select_cols).order_by(*order).limit(page_size).where(
+                or_(self.cursor_col > after[0],
+                    and_(self.cursor_col == after[0], self.key > after[1])))
             rows = self._fetch(q)
             if not rows:
                 return
@@ -114,6 +118,33 @@ class SqlChannel:
             yield Page(self._with_children(rows), _encode_cursor(*after))
             if len(rows) < page_size:
                 return
+
+    def _snapshot(self, page_size: int, state: dict[str, Any] | None
+                  ) -> Generator[Page, None, str | None]:
+        """A job's first read: every row in key order; returns the change-order cursor
+        of where the table stood when it began, from which :meth:`read` goes on.
+
+        Read in change order from the start, each page's child rows would be fetched by
+        a list of scattered keys, which PostgreSQL answers by reading the whole child
+        table for every page; in key order they are one index range, as in a full scan.
+        The end position (the last row in change order) is taken first, so a row that
+        changes during the snapshot is read again afterwards; each page's cursor holds
+        it and the last key read, so a stopped snapshot resumes where it stopped.
+        """
+        if state is None:
+            end = self._fetch(select(self.cursor_col, self.key)
+                              .where(self.cursor_col.is_not(None))
+                              .order_by(self.cursor_col.desc(), self.key.desc()).limit(1))
+            tail = _encode_cursor(end[0][self.cursor_col.name], end[0][self.key.name]) \
+                if end else None  # no row has a cursor value: the next read starts over
+            after = None
+        else:
+            tail, after = state["snapshot"], state["k"]
+        for records, more in self._key_pages(page_size, after):
+            last = records[-1][self.key.name]
+            yield Page(records, orjson.dumps({"snapshot": tail, "k": last}).decode()
+                       if more else tail)
+        return tail
 
     def scan(self, page_size: int, *, keys: Sequence[str] | None = None) -> Iterator[Page]:
         """Every row (or just ``keys``) in key order, by keyset pages; pages carry no cursor."""
@@ -124,17 +155,25 @@ class SqlChannel:
                      .order_by(self.key))
                 yield Page(self._with_children(self._fetch(q)), None)
             return
-        last: str | None = None
+        for records, _more in self._key_pages(page_size, None):
+            yield Page(records, None)
+
+    def _key_pages(self, page_size: int, after: str | None
+                   ) -> Iterator[tuple[list[RawRecord], bool]]:
+        """(records, whether more follow) in key order after ``after``; one row more is
+        asked for than a page holds, to know whether this page is the last."""
         while True:
-            q = select(*self._select_cols).order_by(self.key).limit(page_size)
-            if last is not None:
-                q = q.where(self.key > last)
+            q = select(*self._select_cols).order_by(self.key).limit(page_size + 1)
+            if after is not None:
+                q = q.where(self.key > after)
             rows = self._fetch(q)
+            more = len(rows) > page_size
+            rows = rows[:page_size]
             if not rows:
                 return
-            first, last = rows[0][self.key.name], rows[-1][self.key.name]
-            yield Page(self._with_children(rows, key_range=(first, last)), None)
-            if len(rows) < page_size:
+            first, after = rows[0][self.key.name], rows[-1][self.key.name]
+            yield self._with_children(rows, key_range=(first, after)), more
+            if not more:
                 return
 
     def _fetch(self, query: Any) -> list[dict[str, Any]]:
