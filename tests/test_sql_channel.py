@@ -82,6 +82,19 @@ def test_a_first_read_is_a_key_ordered_snapshot_then_change_order(fresh_db, kind
     ch.close()
 
 
+def test_a_table_without_cursor_values_is_read_whole_every_time(fresh_db, kind):
+    """No row has a change time: there is nowhere to resume from, so no page carries a
+    cursor (a checkpoint would skip rows next time) and every read is a full one."""
+    url = fresh_db(kind)
+    items = [dataclasses.replace(i, updated_at=None) for i in generate(120, seed=5)]
+    seed(url, "hall_db", items)
+    ch = open_sql(url, "hall_db")
+    pages = list(ch.read(None, 50))
+    assert [(len(p.records), p.cursor) for p in pages] == [(50, None), (50, None), (20, None)]
+    assert [r["SXBM"] for p in pages for r in p.records] == sorted(i.item_code for i in items)
+    ch.close()
+
+
 def test_rewriting_is_idempotent_and_replaces_child_rows(fresh_db, kind):
     url = fresh_db(kind)
     items = list(generate(40, seed=3))

@@ -135,8 +135,10 @@ class SqlChannel:
             end = self._fetch(select(self.cursor_col, self.key)
                               .where(self.cursor_col.is_not(None))
                               .order_by(self.cursor_col.desc(), self.key.desc()).limit(1))
-            tail = _encode_cursor(end[0][self.cursor_col.name], end[0][self.key.name]) \
-                if end else None  # no row has a cursor value: the next read starts over
+            if not end:  # no row has a cursor value: read them all, and again next time
+                yield from self.scan(page_size)
+                return None
+            tail = _encode_cursor(end[0][self.cursor_col.name], end[0][self.key.name])
             after = None
         else:
             tail, after = state["snapshot"], state["k"]
