@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
-from operator import attrgetter
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from syncd import steps
 from syncd.codes import load_code_tables
 from syncd.errors import MappingError
-from syncd.model import CHILDREN, ITEM_FIELDS, FieldSpec, ServiceItem
+from syncd.model import CHILDREN, ITEM_FIELDS, FieldSpec, ServiceItem, attributes
 from syncd.yaml_lines import LineDict, load_yaml, read_text
 
 Step = Callable[[Any], Any]
@@ -213,11 +212,8 @@ class WritePlan:
 
 def _write_plan(fields: Sequence[FieldMap]) -> WritePlan:
     written = [fm for fm in fields if fm.column is not None and fm.writable]
-    if not written:
-        return WritePlan((), lambda _obj: (), ())
-    getter = attrgetter(*(fm.name for fm in written))
     return WritePlan(tuple(fm.column for fm in written),  # type: ignore[misc]
-                     getter if len(written) > 1 else lambda obj: (getter(obj),),
+                     attributes([fm.name for fm in written]),
                      tuple((i, fm.name, fm.column, fm.writer)  # type: ignore[misc]
                            for i, fm in enumerate(written) if fm.write))
 

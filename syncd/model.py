@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -332,11 +332,19 @@ class _ViewPlan:
         return dict(zip(self.names, values, strict=True))
 
 
+def attributes(names: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """The named attributes of an object as a tuple, in one ``attrgetter`` call (which by
+    itself gives a bare value for one name, and refuses none)."""
+    if not names:
+        return lambda _obj: ()
+    getter = attrgetter(*names)
+    return getter if len(names) > 1 else lambda obj: (getter(obj),)
+
+
 def _view_plan(specs: dict[str, FieldSpec]) -> _ViewPlan:
     compared = [s for s in specs.values() if s.content]
-    getter = attrgetter(*(s.name for s in compared))
-    return _ViewPlan(tuple(s.name for s in compared),
-                     getter if len(compared) > 1 else lambda obj: (getter(obj),),
+    names = tuple(s.name for s in compared)
+    return _ViewPlan(names, attributes(names),
                      tuple((i, fn) for i, s in enumerate(compared)
                            if (fn := _KEYS.get(s.kind)) is not None))
 
