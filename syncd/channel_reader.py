@@ -9,13 +9,12 @@ those; an item whose digests disagree is read again by its raw key in the
 parent, where its fields are compared. The reader keeps the channel's cache of
 unchanged records (:mod:`syncd.seen`) in the state DB, as the parent would.
 
-A reader's log events are sent to the parent and logged there, so they pass the
-parent's redaction and go where its logs go.
+A reader's log events are sent to the parent and logged there
+(:mod:`syncd.child_process`).
 """
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import signal
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +27,7 @@ from typing import Any
 import structlog
 
 from connectors.registry import open_channel
+from syncd.child_process import replay_log, send_logs_to
 from syncd.config import ChannelConfig
 from syncd.errors import ConfigError, ConnectorError, MappingError, StateError
 from syncd.item_stream import Hashed, Remote, sorted_items
@@ -121,8 +121,7 @@ def _received(conn: Connection, name: str, proc: Any, hits: dict[str, int]
                 yield code, (Remote(digest, raw_key) if digest is not None
                              else value)
         elif kind == "log":
-            _, level, event = message
-            getattr(log, level, log.info)(event.pop("event", "reader_event"), **event)
+            replay_log(log, message[1], message[2])
         elif kind == "done":
             hits[name] = message[1]
             return
@@ -138,7 +137,7 @@ def _read(conn: Connection, opener: OpenChannel, name: str,
           state_url: str | None, keys: list[str] | None, workdir: str) -> None:
     """The reader process: stream the channel's items, hashed, in item_code order."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    _send_logs_to(conn)
+    send_logs_to(conn)
     store = None
     try:
         connector, mapping = opener()
@@ -170,29 +169,3 @@ def _read(conn: Connection, opener: OpenChannel, name: str,
             conn.send(("error", type(exc).__name__, str(exc)))
     finally:
         conn.close()
-
-
-def _send_logs_to(conn: Connection) -> None:
-    """Route this process's log events, structlog's (info and up) and the standard
-    library's (warnings and up: SQLAlchemy, httpx), to the parent, which logs them
-    through its own processors; values travel as text, tracebacks formatted."""
-
-    def forward(_logger: Any, level: str, event: dict[str, Any]) -> Any:
-        conn.send(("log", level, {k: v if isinstance(v, str | int | float | bool | None)
-                                  else str(v) for k, v in event.items()}))
-        raise structlog.DropEvent
-
-    structlog.configure(processors=[structlog.processors.format_exc_info, forward],
-                        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-                        cache_logger_on_first_use=False)
-
-    class Forward(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            event = {"event": record.getMessage(), "logger": record.name}
-            if record.exc_info:
-                event["exception"] = logging.Formatter().formatException(record.exc_info)
-            conn.send(("log", record.levelname.lower(), event))
-
-    root = logging.getLogger()
-    root.handlers[:] = [Forward()]
-    root.setLevel(logging.WARNING)

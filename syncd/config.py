@@ -57,6 +57,7 @@ class JobConfig:
     max_error_ratio: float | None = None
     lag_seconds: float = 0.0
     two_way: bool = False  # the target is also edited: send BASE_VERSION, record conflicts
+    workers: int | None = None  # processes for a whole-table read; None: one per CPU, up to 4
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ def _job(r: _Reader, name: str, body: Any, channels: dict[str, ChannelConfig]) -
     if not isinstance(body, dict):
         raise r.fail("must be a table", *where)
     allowed = {"source", "targets", "mode", "schedule", "page_size", "max_errors",
-               "max_error_ratio", "lag_seconds", "two_way"}
+               "max_error_ratio", "lag_seconds", "two_way", "workers"}
     for key in body:
         if key not in allowed:
             raise r.fail(f"unknown job setting (known: {', '.join(sorted(allowed))})", *where, key)
@@ -250,6 +251,9 @@ def _job(r: _Reader, name: str, body: Any, channels: dict[str, ChannelConfig]) -
     page_size = r.get(body, "page_size", int, *where, default=500)
     if not 1 <= page_size <= 10_000:
         raise r.fail("must be between 1 and 10000", *where, "page_size")
+    workers = r.get(body, "workers", int, *where, default=None)
+    if workers is not None and not 1 <= workers <= 32:
+        raise r.fail("must be between 1 and 32 (1: no worker processes)", *where, "workers")
     ratio = r.get(body, "max_error_ratio", (int, float), *where, default=None)
     if ratio is not None and not 0 <= ratio <= 1:
         raise r.fail("must be between 0 and 1", *where, "max_error_ratio")
@@ -260,4 +264,5 @@ def _job(r: _Reader, name: str, body: Any, channels: dict[str, ChannelConfig]) -
                      max_error_ratio=ratio,
                      lag_seconds=float(r.get(body, "lag_seconds", (int, float), *where,
                                              default=0.0)),
-                     two_way=r.get(body, "two_way", bool, *where, default=False))
+                     two_way=r.get(body, "two_way", bool, *where, default=False),
+                     workers=workers)

@@ -12,25 +12,25 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from connectors.registry import open_channel
+from syncd.channel_reader import readers_can_share
 from syncd.config import Config, JobConfig
 from syncd.errors import ConfigError, ThresholdExceeded
 from syncd.mapping import Mapping, load_mapping
-from syncd.pipeline.compare import compare
 from syncd.pipeline.extract import extract
-from syncd.pipeline.load import load, settle_conflicts
-from syncd.pipeline.map import map_page
-from syncd.pipeline.record import outcome_of
+from syncd.pipeline.page import PageDone, PageRunner
 from syncd.state.store import StateStore
+from syncd.workers import Split, default_workers, read_here, sync_apart
 
 log = structlog.get_logger("syncd.engine")
 
@@ -152,65 +152,131 @@ class SyncEngine:
                                     lag_seconds=job.lag_seconds, **runtime)
         targets = [(self._open_channel(self.config.channels[t], self.mapping(t), **runtime),
                     self.mapping(t)) for t in job.targets]
-        counts, force = result.counts, req.full or bool(req.items)
+        run_page = PageRunner(job, source_map, targets, self.store, self.config.retry,
+                              self.sleep, result.run_id, force=req.full or bool(req.items),
+                              dry_run=req.dry_run)
         checkpoint = self.store.checkpoint(job.name, job.source)
-        seen_last: str | None = None
-        ordered = getattr(source, "ordered_scan", True)  # vanished rows need a key-ordered scan
+        # vanished rows are found against a key-ordered scan
+        scan = mode == "full" and not req.dry_run and getattr(source, "ordered_scan", True)
         wanted = set(req.items)
         try:
             if job.two_way:
                 self._check_base_versions(job, [target for target, _ in targets])
-            for page in extract(source, mode=mode if mode != "items" else "full",
-                                checkpoint=checkpoint, page_size=job.page_size, keys=req.items):
-                mapped = map_page(source_map, page.records)                         # map
-                counts["read"] += len(page.records)
-                counts["quarantined"] += len(mapped.quarantined)
-                for q in mapped.quarantined:
-                    log.warning("quarantined", item_code=q.item_code, field=q.field,
-                                reason=q.reason)
-                wanted -= {m.item.item_code for m in mapped.items}
-                wanted -= {q.item_code for q in mapped.quarantined}
-                outcomes = []
-                for target, target_map in targets:
-                    changes = compare(self.store, job.name, target.name, mapped.items,  # compare
-                                      force=force)
-                    counts["unchanged"] += len(mapped.items) - len(changes)
-                    if req.dry_run:
-                        counts["delivered"] += len(changes)
-                        continue
-                    base = (self.store.delivered_versions(
-                        job.name, target.name, [m.item.item_code for m in changes])
-                        if job.two_way else None)
-                    loaded = load(target, target_map, changes, self.config.retry,          # load
-                                  sleep=self.sleep, base_versions=base, job=job.name,
-                                  run_id=result.run_id)
-                    if job.two_way:
-                        loaded = settle_conflicts(target, target_map, loaded)
-                    outcome = outcome_of(target.name, loaded)
-                    self._count(outcome, counts, log)
-                    outcomes.append(outcome)
-                if not req.dry_run:                                                       # record
-                    self.store.record_page(job.name, result.run_id, outcomes=outcomes,
-                                           quarantined=mapped.quarantined, source=job.source,
-                                           cursor=page.cursor,
-                                           advance=page.cursor is not None and mode == "incremental")
-                if mode == "full" and not req.dry_run and ordered:
-                    seen_last = self._vanished(job, page.records, source_map, seen_last,
-                                               result, log)
-                self._check_threshold(job, counts)
-                if self.progress:
-                    self.progress(job.name, dict(counts))
-                if self.stop.is_set():
-                    log.info("run_stopping", reason="stop requested")
-                    result.error = "stopped before the end (stop requested); resumes from the checkpoint"
+            split = self._split(job, req, mode, checkpoint, source)
+            if split is not None:
+                if not self._read_split(job, req, mode, split, source, run_page, scan, result,
+                                        log):
                     return
-            if mode == "full" and not req.dry_run and ordered:
-                self._vanished(job, [], source_map, seen_last, result, log, final=True)
+                if split.end is None:  # a full scan, or no row has a cursor value: all is read
+                    return
+                checkpoint = split.end  # and on to what changed since the split read began
+            seen_last: str | None = None
+            for page in extract(source, mode=mode if mode != "items" else "full",        # extract
+                                checkpoint=checkpoint, page_size=job.page_size, keys=req.items):
+                done = run_page(page)                                   # map → compare → load
+                wanted -= set(done.codes)
+                self._record(job, req, done, result, log,                                # record
+                             checkpoint=done.cursor if mode == "incremental" else None)
+                if scan and done.keys:
+                    self._vanished(job, done.keys, seen_last, done.keys[-1], result, log)
+                    seen_last = done.keys[-1]
+                if not self._go_on(job, result, log):
+                    return
+            if scan:
+                self._vanished(job, [], seen_last, None, result, log)
             result.missing_items = sorted(wanted)
         finally:
             source.close()
             for target, _ in targets:
                 target.close()
+
+    def _split(self, job: JobConfig, req: RunRequest, mode: str, checkpoint: str | None,
+               source: Any) -> Split | None:
+        """The key ranges to read the source in (:mod:`syncd.workers`), or None to read it
+        as a whole. A stopped split read goes on as one; a new one is only for a
+        whole-table read (a full run, or a job's first) of a source that can be split,
+        when workers may run, each getting two pages or more."""
+        if mode == "incremental" and (resumed := Split.parse(checkpoint)) is not None:
+            return resumed
+        if (not self._workers_allowed(job, req) or req.items or job.two_way
+                or not (mode == "full" or checkpoint is None) or not hasattr(source, "split")):
+            return None
+        bounds = source.split(job.workers or default_workers(), min_part=2 * job.page_size)
+        if not bounds:
+            return None
+        return Split.at(bounds, source.snapshot_end() if mode == "incremental" else None)
+
+    def _workers_allowed(self, job: JobConfig, req: RunRequest) -> bool:
+        """Workers open the channels and the state DB themselves, from the config: not for
+        a dry run, an in-memory state DB, or connectors a test injected."""
+        return ((job.workers or default_workers()) >= 2 and not req.dry_run
+                and readers_can_share(self.store) and self._open_channel is open_channel)
+
+    def _read_split(self, job: JobConfig, req: RunRequest, mode: str, split: Split,
+                    source: Any, run_page: PageRunner, scan: bool, result: RunResult,
+                    log: Any) -> bool:
+        """Read the split's ranges left, in workers when more than one is left, recording
+        pages as they come and (reading changes) what is left as the checkpoint; False
+        when the run was asked to stop."""
+        checkpoints = mode == "incremental" and split.end is not None
+        seen_last = [None if r is None or r[0] is None else str(r[0]) for r in split.ranges]
+        apart = len(split.left()) > 1 and self._workers_allowed(job, req)
+        with (sync_apart(self.config, job.name, self.store.url, split, run_id=result.run_id,
+                         force=run_page.force) if apart
+              else nullcontext(None)) as workers:
+            stopping = False
+            for i, done in workers.pages if workers else read_here(source, split, run_page):
+                if done is None:  # range i is read to its end
+                    upto = split.ranges[i][1]  # type: ignore[index]
+                    if scan:
+                        self._vanished(job, [], seen_last[i], None if upto is None else str(upto),
+                                       result, log)
+                    split.ranges[i] = None
+                    if checkpoints:
+                        self.store.record_page(job.name, result.run_id, outcomes=[],
+                                               source=job.source, advance=True,
+                                               cursor=split.cursor() if split.left() else split.end)
+                    continue
+                split.ranges[i][0] = done.last_key  # type: ignore[index]
+                self._record(job, req, done, result, log,
+                             checkpoint=split.cursor() if checkpoints else None)
+                if scan and done.keys:
+                    self._vanished(job, done.keys, seen_last[i], done.keys[-1], result, log)
+                    seen_last[i] = done.keys[-1]
+                if not stopping and not self._go_on(job, result, log):
+                    if workers is None:
+                        return False
+                    workers.stop()  # and record what they finish
+                    stopping = True
+        return not stopping
+
+    def _record(self, job: JobConfig, req: RunRequest, done: PageDone, result: RunResult,
+                log: Any, *, checkpoint: str | None) -> None:
+        """Count a page and record its outcomes and, when given, the checkpoint after it."""
+        counts = result.counts
+        counts["read"] += done.read
+        counts["quarantined"] += len(done.quarantined)
+        for q in done.quarantined:
+            log.warning("quarantined", item_code=q.item_code, field=q.field, reason=q.reason)
+        counts["unchanged"] += done.unchanged
+        counts["delivered"] += done.would_deliver
+        for outcome in done.outcomes:
+            self._count(outcome, counts, log)
+        if not req.dry_run:
+            self.store.record_page(job.name, result.run_id, outcomes=done.outcomes,
+                                   quarantined=done.quarantined, source=job.source,
+                                   cursor=checkpoint, advance=checkpoint is not None)
+
+    def _go_on(self, job: JobConfig, result: RunResult, log: Any) -> bool:
+        """After a page: the error threshold, progress, and whether to stop here."""
+        self._check_threshold(job, result.counts)
+        if self.progress:
+            self.progress(job.name, dict(result.counts))
+        if self.stop.is_set():
+            log.info("run_stopping", reason="stop requested")
+            result.error = "stopped before the end (stop requested); resumes from the checkpoint"
+            return False
+        return True
 
     def _check_base_versions(self, job: JobConfig, targets: Sequence[Any]) -> None:
         for target in targets:
@@ -219,22 +285,17 @@ class SyncEngine:
                                   f"{target.name} does not", file=self.config.file,
                                   key=f"jobs.{job.name}.two_way")
 
-    def _vanished(self, job: JobConfig, records: Sequence[dict[str, Any]], source_map: Mapping,
-                  after: str | None, result: RunResult, log: Any, *, final: bool = False) -> str | None:
-        """Report items delivered before but absent from this key range of a full scan."""
-        keys = sorted(str(r[source_map.key_column]) for r in records
-                      if r.get(source_map.key_column) is not None)
-        if not keys and not final:
-            return after
-        upper = None if final else keys[-1]
-        known = self.store.delivered_codes_between(job.name, job.targets[0], after, upper)
+    def _vanished(self, job: JobConfig, keys: Sequence[str], after: str | None,
+                  upto: str | None, result: RunResult, log: Any) -> None:
+        """Report items delivered before but absent from the key range ``after < key <=
+        upto`` (None: unbounded) of a full scan, in which ``keys`` were read."""
+        known = self.store.delivered_codes_between(job.name, job.targets[0], after, upto)
         gone = sorted(set(known) - set(keys))
         if gone:
             self.store.record_vanished(job.name, job.source, result.run_id, gone)
             result.counts["vanished"] += len(gone)
             for code in gone:
                 log.warning("vanished_from_source", item_code=code, channel=job.source)
-        return upper
 
     def replay(self, *, job: str | None = None, items: Sequence[str] | None = None,
                include_dead: bool = False, trigger: str = "replay") -> list[RunResult]:

@@ -1,11 +1,13 @@
 """SIGKILL the sync process at random points (real subprocess): after a rerun the
-target equals the source, nothing is lost or duplicated, and the state agrees."""
+target equals the source, nothing is lost or duplicated, and the state agrees; the
+sync workers of a killed run die with it."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import json
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -21,13 +23,31 @@ from syncd.sample import edit, generate
 from syncd.sqlutil import make_engine
 from syncd.state import tables as t
 
-N = 4000
+N = 6000
 TRIALS = 14
 
 
-def _sync(cfg, *extra: str) -> subprocess.Popen:
+def _sync(cfg, log, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "syncd.cli", "--config", str(cfg), "sync", "job",
-                             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             *extra], stdout=subprocess.DEVNULL, stderr=log)
+
+
+def _worker_pids(log_path) -> list[int]:
+    """The sync workers a run started, from its JSON log."""
+    pids = []
+    for line in log_path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("{") and '"sync_workers_started"' in line:
+            pids += [int(pid) for pid in re.findall(r"\d+", str(json.loads(line)["pids"]))]
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie nobody reaped has ended)."""
+    try:
+        stat = open(f"/proc/{pid}/stat", encoding="utf-8").read()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.mark.slow
@@ -45,7 +65,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(fresh_db, tmp_pat
                        jobs={"job": {"source": "src", "targets": ["dst"], "page_size": 50}})
     rng = random.Random(11)
     later = datetime(2027, 1, 1, tzinfo=UTC)
-    killed = 0
+    killed = started = 0
     for trial in range(TRIALS):
         if trial:  # change a random slice of the source between trials
             picks = rng.sample(range(N), 300)
@@ -56,17 +76,26 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(fresh_db, tmp_pat
                              for j, i in enumerate(picks)]
             seed(src_url, "hall_db", items_changed, create=False)
         # two in three runs are full refreshes (long), the others incremental (the edits)
-        proc = _sync(cfg, *(["--full"] if trial % 3 != 2 else []))
-        time.sleep(rng.uniform(0.8, 3.5))  # past start-up, somewhere inside the run
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            killed += 1
-        proc.wait(timeout=60)
+        log_path = tmp_path / f"trial{trial}.log"
+        with log_path.open("w") as log:
+            proc = _sync(cfg, log, *(["--full"] if trial % 3 != 2 else []))
+            time.sleep(rng.uniform(0.5, 3.0))  # somewhere in start-up or inside the run
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                killed += 1
+            proc.wait(timeout=60)
+        workers = _worker_pids(log_path)
+        started += bool(workers)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in workers), "a sync worker outlived its run"
 
     final = subprocess.run([sys.executable, "-m", "syncd.cli", "--config", str(cfg), "sync", "job"],
                            capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-2000:]
     assert killed >= 10, f"only {killed} of {TRIALS} runs were killed mid-way"
+    assert started >= 5, f"only {started} of {TRIALS} runs read with sync workers"
 
     source = hashes(src_url, "hall_db")
     assert hashes(dst_url, "portal_db") == source

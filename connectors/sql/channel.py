@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import MetaData, Table, and_, delete, func, or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import NoSuchTableError, OperationalError, SQLAlchemyError, StatementError
 
 from connectors.base import Page, RawRecord, Receipt
@@ -132,13 +132,10 @@ class SqlChannel:
         it and the last key read, so a stopped snapshot resumes where it stopped.
         """
         if state is None:
-            end = self._fetch(select(self.cursor_col, self.key)
-                              .where(self.cursor_col.is_not(None))
-                              .order_by(self.cursor_col.desc(), self.key.desc()).limit(1))
-            if not end:  # no row has a cursor value: read them all, and again next time
+            tail = self.snapshot_end()
+            if tail is None:  # no row has a cursor value: read them all, and again next time
                 yield from self.scan(page_size)
                 return None
-            tail = _encode_cursor(end[0][self.cursor_col.name], end[0][self.key.name])
             after = None
         else:
             tail, after = state["snapshot"], state["k"]
@@ -147,6 +144,37 @@ class SqlChannel:
             yield Page(records, orjson.dumps({"snapshot": tail, "k": last}).decode()
                        if more else tail)
         return tail
+
+    def snapshot_end(self) -> str | None:
+        """The change-order cursor of the last row as the table stands now (None when no
+        row has a cursor value): where reading in change order goes on after a snapshot."""
+        if self.cursor_col is None:
+            return None
+        end = self._fetch(select(self.cursor_col, self.key).where(self.cursor_col.is_not(None))
+                          .order_by(self.cursor_col.desc(), self.key.desc()).limit(1))
+        return _encode_cursor(end[0][self.cursor_col.name], end[0][self.key.name]) if end \
+            else None
+
+    def split(self, parts: int, *, min_part: int = 1) -> list[Any]:
+        """Keys that cut the table into up to ``parts`` key ranges of about the same
+        number of rows, each of ``min_part`` rows or more, for workers to read side by
+        side (:meth:`scan_range`); none when the table is too small to split."""
+        with self.engine.connect() as conn:
+            try:
+                rows = conn.execute(select(func.count()).select_from(self.table)).scalar() or 0
+                parts = min(parts, rows // max(1, min_part))
+                bounds = [conn.execute(select(self.key).order_by(self.key)
+                                       .offset(rows * i // parts - 1).limit(1)).scalar()
+                          for i in range(1, parts)]
+            except SQLAlchemyError as exc:
+                raise self._translate(exc, "read") from exc
+        return sorted(set(bounds) - {None})
+
+    def scan_range(self, page_size: int, after: Any, upto: Any) -> Iterator[Page]:
+        """Every row with ``after < key <= upto`` (None: unbounded) in key order; pages
+        carry no cursor."""
+        for records, _more in self._key_pages(page_size, after, upto):
+            yield Page(records, None)
 
     def scan(self, page_size: int, *, keys: Sequence[str] | None = None) -> Iterator[Page]:
         """Every row (or just ``keys``) in key order, by keyset pages; pages carry no cursor."""
@@ -157,17 +185,18 @@ class SqlChannel:
                      .order_by(self.key))
                 yield Page(self._with_children(self._fetch(q)), None)
             return
-        for records, _more in self._key_pages(page_size, None):
-            yield Page(records, None)
+        yield from self.scan_range(page_size, None, None)
 
-    def _key_pages(self, page_size: int, after: str | None
+    def _key_pages(self, page_size: int, after: Any, upto: Any = None
                    ) -> Iterator[tuple[list[RawRecord], bool]]:
-        """(records, whether more follow) in key order after ``after``; one row more is
-        asked for than a page holds, to know whether this page is the last."""
+        """(records, whether more follow) in key order, ``after < key <= upto``; one row
+        more is asked for than a page holds, to know whether this page is the last."""
         while True:
             q = select(*self._select_cols).order_by(self.key).limit(page_size + 1)
             if after is not None:
                 q = q.where(self.key > after)
+            if upto is not None:
+                q = q.where(self.key <= upto)
             rows = self._fetch(q)
             more = len(rows) > page_size
             rows = rows[:page_size]
@@ -237,7 +266,7 @@ class SqlChannel:
                 child_rows[child.name].extend(rec.get(child.record_key) or [])
         codes = [r[key] for r in main_rows]
         try:
-            with self.engine.begin() as conn:
+            with self.engine.connect() as conn, self._write_isolation(conn).begin():
                 upsert(conn, self.table, main_rows, [key])
                 for child, table in self.children:
                     fk = table.c[child.parent_key or ""]
@@ -246,6 +275,15 @@ class SqlChannel:
                         insert_many(conn, table.insert(), child_rows[child.name])
         except OperationalError as exc:
             raise self._translate(exc, "write") from exc
+
+    @staticmethod
+    def _write_isolation(conn: Connection) -> Connection:
+        """MySQL writes in READ COMMITTED: at its default level, deleting child rows by
+        a list of keys locks the gaps around them, and writers of neighbouring key
+        ranges (sync workers) deadlock on those gaps."""
+        if conn.dialect.name in ("mysql", "mariadb"):
+            conn.execution_options(isolation_level="READ COMMITTED")
+        return conn
 
     def _translate(self, exc: SQLAlchemyError, what: str) -> ConnectorError:
         orig = getattr(exc, "orig", None) or exc
