@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -44,7 +45,7 @@ def _worker_pids(log_path) -> list[int]:
 def _alive(pid: int) -> bool:
     """Whether ``pid`` still runs (a zombie nobody reaped has ended)."""
     try:
-        stat = open(f"/proc/{pid}/stat", encoding="utf-8").read()
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"

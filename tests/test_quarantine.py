@@ -39,8 +39,9 @@ def _job(tmp_path: Path, src_url: str, dst_url: str, mapping: str = "hall_db.yam
     return SyncEngine(config, open_store(config.state_db))
 
 
+@pytest.mark.parametrize("workers", [1, 3])
 @pytest.mark.parametrize("kind", DB_KINDS)
-def test_bad_records_are_quarantined_and_the_rest_land(fresh_db, tmp_path, kind):
+def test_bad_records_are_quarantined_and_the_rest_land(fresh_db, tmp_path, kind, workers):
     src_url, dst_url = fresh_db(kind), fresh_db("sqlite")
     items = list(generate(300, seed=5))
     seed(src_url, "hall_db", items)
@@ -60,7 +61,7 @@ def test_bad_records_are_quarantined_and_the_rest_land(fresh_db, tmp_path, kind)
             expected[code] = (field, words)
     src.dispose()
 
-    sync = _job(tmp_path, src_url, dst_url)
+    sync = _job(tmp_path, src_url, dst_url, page_size=50, workers=workers)  # 3: in workers
     result = sync.run(RunRequest("job"))
     assert result.outcome == "partial"
     assert result.counts["delivered"] == 300
