@@ -18,7 +18,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -27,7 +27,7 @@ from typing import Any
 import structlog
 
 from connectors.registry import open_channel
-from syncd.child_process import replay_log, send_logs_to
+from syncd.child_process import replay_log, reporting_to, send_logs_to
 from syncd.config import ChannelConfig
 from syncd.errors import ConfigError, ConnectorError, MappingError, StateError
 from syncd.item_stream import Hashed, Remote, sorted_items
@@ -139,7 +139,7 @@ def _read(conn: Connection, opener: OpenChannel, name: str,
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     send_logs_to(conn)
     store = None
-    try:
+    with reporting_to(conn):
         connector, mapping = opener()
         try:
             store = StateStore(state_url) if state_url else None  # migrated by the parent
@@ -163,9 +163,3 @@ def _read(conn: Connection, opener: OpenChannel, name: str,
             connector.close()
             if store is not None:
                 store.close()
-    except Exception as exc:  # noqa: BLE001 - sent to the parent, which raises it
-        # a parent that is gone (OSError) has stopped reading: there is no one to tell
-        with suppress(OSError):
-            conn.send(("error", type(exc).__name__, str(exc)))
-    finally:
-        conn.close()

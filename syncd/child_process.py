@@ -13,6 +13,8 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -45,6 +47,20 @@ def send_logs_to(conn: Connection) -> None:
     root = logging.getLogger()
     root.handlers[:] = [Forward()]
     root.setLevel(logging.WARNING)
+
+
+@contextmanager
+def reporting_to(conn: Connection) -> Iterator[None]:
+    """A child's whole body: an exception in it goes to the parent as ``("error", kind,
+    text)``, which raises it there; the pipe is closed at the end."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - sent to the parent, which raises it
+        # a parent that is gone (OSError) has stopped reading: there is no one to tell
+        with suppress(OSError):
+            conn.send(("error", type(exc).__name__, str(exc)))
+    finally:
+        conn.close()
 
 
 def replay_log(log: Any, level: str, event: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -33,7 +33,7 @@ import orjson
 import structlog
 
 from connectors.registry import open_channel
-from syncd.child_process import die_with_parent, parent_gone, replay_log, send_logs_to
+from syncd.child_process import die_with_parent, parent_gone, replay_log, reporting_to, send_logs_to
 from syncd.config import Config
 from syncd.errors import (
     ConfigError,
@@ -184,7 +184,7 @@ def _work(conn: Connection, stop: Any, config: Config, job_name: str, store_url:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     die_with_parent(parent_pid)
     send_logs_to(conn)
-    try:
+    with reporting_to(conn):
         job = config.job(job_name)
         store = StateStore(store_url)  # migrated by the parent
         channels = []
@@ -209,9 +209,3 @@ def _work(conn: Connection, stop: Any, config: Config, job_name: str, store_url:
             for channel, _mapping in channels:
                 channel.close()
             store.close()
-    except Exception as exc:  # noqa: BLE001 - sent to the parent, which raises it
-        # a parent that is gone (OSError) has stopped reading: there is no one to tell
-        with suppress(OSError):
-            conn.send(("error", type(exc).__name__, str(exc)))
-    finally:
-        conn.close()

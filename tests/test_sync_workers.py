@@ -1,6 +1,7 @@
 """A whole-table read split by key range across sync workers: the same target, state
 and counts as one process, on every database; vanished rows found in every range; a
-stopped split read resumes where each worker was, and goes on to what changed since."""
+stopped split read resumes where each worker was, and goes on to what changed since;
+a worker's failure is raised in the engine's process with its reason."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ from conftest import DB_KINDS
 from helpers import hashes, seed, write_config
 from syncd.config import load_config
 from syncd.engine import RunRequest, SyncEngine
+from syncd.errors import ConnectorError
 from syncd.legacy_schemas import create_legacy_tables
 from syncd.model import content_hash
 from syncd.sample import edit, generate
 from syncd.sqlutil import make_engine
 from syncd.state import tables as t
 from syncd.state.store import open_store
+from syncd.workers import Split, sync_apart
 
 N = 900
 LATER = datetime(2027, 1, 1, tzinfo=UTC)
@@ -150,3 +153,21 @@ def test_a_stopped_split_read_resumes_where_each_worker_was(fresh_db, tmp_path):
     assert _delivered(sync)[items[0].item_code] == content_hash(changed)
     assert not sync.store.checkpoint("job", "src").startswith("split:")
     sync.store.close()
+
+
+def test_a_worker_that_fails_raises_its_reason_here(fresh_db, tmp_path):
+    src_url, dst_url = fresh_db("sqlite"), fresh_db("sqlite")  # no portal tables at dst
+    items = sorted(generate(200, seed=24), key=lambda i: i.item_code)
+    seed(src_url, "hall_db", items)
+    cfg = write_config(tmp_path / "syncd.toml", state_db=f"sqlite:///{tmp_path}/state.db",
+                       channels={"src": ("sql", src_url, "hall_db.yaml"),
+                                 "dst": ("sql", dst_url, "portal_db.yaml")},
+                       jobs={"job": {"source": "src", "targets": ["dst"], "page_size": 50}})
+    config = load_config(cfg, os.environ)
+    store = open_store(config.state_db)
+    split = Split.at([items[99].item_code], None)
+    with pytest.raises(ConnectorError, match=r"channel=dst .*'portal_guide'.* does not exist"
+                                             r".*\(sync worker [01]\)"), \
+            sync_apart(config, "job", store.url, split, run_id="r1", force=False) as workers:
+        list(workers.pages)
+    store.close()
