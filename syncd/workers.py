@@ -132,7 +132,7 @@ def sync_apart(config: Config, job: str, store_url: str, split: Split, *,
             parent_end, child_end = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_work, name=f"syncd-worker-{job}-{i}", daemon=True,
                                args=(child_end, stop, config, job, store_url, after, upto,
-                                     run_id, force, os.getpid()))
+                                     run_id, force, len(split.left()), os.getpid()))
             proc.start()
             child_end.close()
             procs.append((i, proc, parent_end))
@@ -176,8 +176,11 @@ def _received(procs: list[tuple[int, Any, Connection]]
 
 
 def _work(conn: Connection, stop: Any, config: Config, job_name: str, store_url: str,
-          after: Any, upto: Any, run_id: str, force: bool, parent_pid: int) -> None:
-    """A worker: every page of the source's key range ``after < key <= upto``."""
+          after: Any, upto: Any, run_id: str, force: bool, workers: int,
+          parent_pid: int) -> None:
+    """A worker: every page of the source's key range ``after < key <= upto``. A
+    target's request quota (the platform's) is shared: each of the ``workers`` gets
+    its part of it."""
     # Ctrl-C and SIGTERM (systemd sends it to every process of the service) are the
     # parent's to handle: it asks its workers to stop after their current page
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -189,7 +192,7 @@ def _work(conn: Connection, stop: Any, config: Config, job_name: str, store_url:
         store = StateStore(store_url)  # migrated by the parent
         channels = []
         try:
-            runtime = {"policy": config.retry, "sleep": time.sleep}
+            runtime = {"policy": config.retry, "sleep": time.sleep, "rate_share": 1 / workers}
             for name in (job.source, *job.targets):
                 mapping = load_mapping(config.channels[name].mapping)
                 channels.append((open_channel(config.channels[name], mapping, **runtime),

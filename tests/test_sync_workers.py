@@ -1,7 +1,8 @@
 """A whole-table read split by key range across sync workers: the same target, state
 and counts as one process, on every database; vanished rows found in every range; a
 stopped split read resumes where each worker was, and goes on to what changed since;
-a worker's failure is raised in the engine's process with its reason."""
+a worker's failure is raised in the engine's process with its reason; workers share a
+platform's request quota."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
+from connectors.registry import open_channel
 from conftest import DB_KINDS
 from helpers import hashes, seed, write_config
 from syncd.config import load_config
 from syncd.engine import RunRequest, SyncEngine
 from syncd.errors import ConnectorError
 from syncd.legacy_schemas import create_legacy_tables
+from syncd.mapping import load_mapping
 from syncd.model import content_hash
 from syncd.sample import edit, generate
 from syncd.sqlutil import make_engine
@@ -171,3 +174,19 @@ def test_a_worker_that_fails_raises_its_reason_here(fresh_db, tmp_path):
             sync_apart(config, "job", store.url, split, run_id="r1", force=False) as workers:
         list(workers.pages)
     store.close()
+
+
+def test_each_worker_gets_its_share_of_a_platform_quota(tmp_path):
+    cfg = write_config(tmp_path / "syncd.toml", state_db=f"sqlite:///{tmp_path}/state.db",
+                       channels={"hall": ("sql", f"sqlite:///{tmp_path}/hall.db", "hall_db.yaml"),
+                                 "platform": ("platform", "http://127.0.0.1:9/share",
+                                              "platform/reference.yaml")},
+                       jobs={"push": {"source": "hall", "targets": ["platform"]}},
+                       options={"platform": {"app_key": "share-test", "app_secret": "s",
+                                             "rate_per_second": 20}})
+    channel = load_config(cfg, os.environ).channels["platform"]
+    mapping = load_mapping(channel.mapping)
+    # as a worker opens it, one of four: a quarter of the 20 requests a second
+    platform = open_channel(channel, mapping, rate_share=1 / 4)
+    assert platform.client.limiter.rate == 5.0
+    platform.close()
