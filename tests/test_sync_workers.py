@@ -144,16 +144,17 @@ def test_a_stopped_split_read_resumes_where_each_worker_was(fresh_db, tmp_path):
     landed = hashes(dst_url, "portal_db")
     assert _delivered(sync) == landed and len(landed) == first.counts["delivered"]
 
-    # the first item was read before the stop; its edit comes after the split read began
-    changed = dataclasses.replace(edit(items[0], 1), updated_at=LATER)
+    # an item read before the stop, edited after the split read began
+    before = next(i for i in items if i.item_code in landed)
+    changed = dataclasses.replace(edit(before, 1), updated_at=LATER)
     seed(src_url, "hall_db", [changed], create=False)
     second = sync.run(RunRequest("job"))
     assert second.outcome == "ok", second
     assert second.counts["read"] == N - first.counts["read"] + 1  # resumed, plus the edit
     assert first.counts["delivered"] + second.counts["delivered"] == N + 1
     assert hashes(dst_url, "portal_db") == hashes(src_url, "hall_db")
-    assert landed[items[0].item_code] != content_hash(changed)
-    assert _delivered(sync)[items[0].item_code] == content_hash(changed)
+    assert landed[before.item_code] != content_hash(changed)
+    assert _delivered(sync)[before.item_code] == content_hash(changed)
     assert not sync.store.checkpoint("job", "src").startswith("split:")
     sync.store.close()
 
