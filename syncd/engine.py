@@ -218,7 +218,7 @@ class SyncEngine:
         """Read the split's ranges left, in workers when more than one is left, recording
         pages as they come and (reading changes) what is left as the checkpoint; False
         when the run was asked to stop."""
-        checkpoints = mode == "incremental" and split.end is not None
+        checkpoints = mode == "incremental" and split.end is not None and not req.dry_run
         seen_last = [None if r is None or r[0] is None else str(r[0]) for r in split.ranges]
         apart = len(split.left()) > 1 and self._workers_allowed(job, req)
         with (sync_apart(self.config, job.name, self.store.url, split, run_id=result.run_id,

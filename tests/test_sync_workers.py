@@ -139,7 +139,11 @@ def test_a_stopped_split_read_resumes_where_each_worker_was(fresh_db, tmp_path):
     assert first.outcome == "stopped", first
     assert 200 <= first.counts["delivered"] < N
     sync = _engine(tmp_path, "state", src_url, dst_url, workers=1)  # same state, one process
-    assert sync.store.checkpoint("job", "src").startswith("split:")
+    stopped_at = sync.store.checkpoint("job", "src")
+    assert stopped_at.startswith("split:")
+    dry = sync.run(RunRequest("job", dry_run=True))  # says what is left, and moves nothing
+    assert dry.counts["delivered"] == N - first.counts["delivered"]
+    assert sync.store.checkpoint("job", "src") == stopped_at
     # each page a worker finished before it stopped was recorded: no more, no less
     landed = hashes(dst_url, "portal_db")
     assert _delivered(sync) == landed and len(landed) == first.counts["delivered"]
