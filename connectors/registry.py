@@ -50,10 +50,8 @@ def _platform(cfg: ChannelConfig, mapping: Mapping, runtime: dict[str, Any]) -> 
                           key=f"channels.{cfg.name}.in_flight")
     profile = PlatformProfile.from_section(mapping.platform, file=mapping.file)
     # the profile states the platform's quota; a city with a negotiated one overrides it
-    # (0 = no client-side limit, e.g. against the simulator); sync workers each get
-    # their share of it
-    rate = float(opts.get("rate_per_second", profile.rate_per_second)) \
-        * runtime.get("rate_share", 1.0)
+    # (0 = no client-side limit, e.g. against the simulator)
+    rate = float(opts.get("rate_per_second", profile.rate_per_second))
     limiter = shared_limiter(cfg.url, str(opts["app_key"]), rate)
     client = PlatformClient(cfg.url, str(opts["app_key"]), str(opts["app_secret"]), profile,
                             limiter=limiter, channel=cfg.name,

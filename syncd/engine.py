@@ -162,7 +162,8 @@ class SyncEngine:
         try:
             if job.two_way:
                 self._check_base_versions(job, [target for target, _ in targets])
-            split = self._split(job, req, mode, checkpoint, source)
+            split = self._split(job, req, mode, checkpoint, source,
+                                [target for target, _ in targets])
             if split is not None:
                 if not self._read_split(job, req, mode, split, source, run_page, scan, result,
                                         log):
@@ -191,15 +192,17 @@ class SyncEngine:
                 target.close()
 
     def _split(self, job: JobConfig, req: RunRequest, mode: str, checkpoint: str | None,
-               source: Any) -> Split | None:
+               source: Any, targets: Sequence[Any]) -> Split | None:
         """The key ranges to read the source in (:mod:`syncd.workers`), or None to read it
         as a whole. A stopped split read goes on as one; a new one is only for a
         whole-table read (a full run, or a job's first) of a source that can be split,
-        when workers may run, each getting two pages or more."""
+        when workers may run, each getting two pages or more, and no target's quota is
+        kept per process."""
         if mode == "incremental" and (resumed := Split.parse(checkpoint)) is not None:
             return resumed
         if (not self._workers_allowed(job, req) or req.items or job.two_way
-                or not (mode == "full" or checkpoint is None) or not hasattr(source, "split")):
+                or not (mode == "full" or checkpoint is None) or not hasattr(source, "split")
+                or any(getattr(target, "quota_per_process", False) for target in targets)):
             return None
         bounds = source.split(job.workers or default_workers(), min_part=2 * job.page_size)
         if not bounds:
@@ -222,7 +225,7 @@ class SyncEngine:
         seen_last = [None if r is None or r[0] is None else str(r[0]) for r in split.ranges]
         apart = len(split.left()) > 1 and self._workers_allowed(job, req)
         with (sync_apart(self.config, job.name, self.store.url, split, run_id=result.run_id,
-                         force=run_page.force) if apart
+                         force=run_page.force, stop_when=self.stop) if apart
               else nullcontext(None)) as workers:
             stopping = False
             for i, done in workers.pages if workers else read_here(source, split, run_page):
@@ -248,7 +251,11 @@ class SyncEngine:
                         return False
                     workers.stop()  # and record what they finish
                     stopping = True
-        return not stopping
+        if split.left():  # the workers stopped before the end: a stop was asked for
+            if not stopping:
+                self._stopping(result, log)
+            return False
+        return True
 
     def _record(self, job: JobConfig, req: RunRequest, done: PageDone, result: RunResult,
                 log: Any, *, checkpoint: str | None) -> None:
@@ -273,10 +280,14 @@ class SyncEngine:
         if self.progress:
             self.progress(job.name, dict(result.counts))
         if self.stop.is_set():
-            log.info("run_stopping", reason="stop requested")
-            result.error = "stopped before the end (stop requested); resumes from the checkpoint"
+            self._stopping(result, log)
             return False
         return True
+
+    @staticmethod
+    def _stopping(result: RunResult, log: Any) -> None:
+        log.info("run_stopping", reason="stop requested")
+        result.error = "stopped before the end (stop requested); resumes from the checkpoint"
 
     def _check_base_versions(self, job: JobConfig, targets: Sequence[Any]) -> None:
         for target in targets:

@@ -19,9 +19,11 @@ old read of an item over the newer one a rerun delivered.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +44,7 @@ from syncd.errors import (
     StateError,
     SyncdError,
     TransferError,
+    TransientTransferError,
 )
 from syncd.mapping import load_mapping
 from syncd.pipeline.page import PageDone, PageRunner
@@ -51,12 +54,15 @@ log = structlog.get_logger(__name__)
 
 #: a worker's errors of these kinds are raised as the same kind here (exit codes follow them)
 _KINDS = {e.__name__: e for e in (ConfigError, MappingError, StateError, TransferError,
-                                  ConnectorError)}
+                                  TransientTransferError, ConnectorError)}
+_PARENTS_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def default_workers() -> int:
-    """One worker per CPU, at most four: past that the databases are the bottleneck."""
-    return max(1, min(4, os.cpu_count() or 1))
+    """One worker per CPU this process may use, at most four: past that the databases
+    are the bottleneck."""
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1))
 
 
 _PREFIX = "split:"
@@ -110,48 +116,61 @@ class Workers:
     (range index, None) when a range is read to its end."""
 
     pages: Iterator[tuple[int, PageDone | None]]
-    _stop: Any
+    _stop: Any  # a lock-free shared flag: a worker killed mid-check cannot hold it
 
     def stop(self) -> None:
         """Ask every worker to stop after its current page; the stream ends once the
         pages they finished have come in."""
-        self._stop.set()
+        self._stop.value = True
 
 
 @contextmanager
 def sync_apart(config: Config, job: str, store_url: str, split: Split, *,
-               run_id: str, force: bool) -> Iterator[Workers]:
-    """Start one worker per range left of ``split``. Workers still running on the way
-    out (an error here) are killed: a page they were writing is rolled back, and was
-    not recorded."""
+               run_id: str, force: bool, stop_when: threading.Event) -> Iterator[Workers]:
+    """Start one worker per range left of ``split``; they are asked to stop as soon as
+    ``stop_when`` is set. Workers still running on the way out after an error are
+    killed: what they were writing was not recorded, and is sent again next run."""
     ctx = multiprocessing.get_context("spawn")
-    stop = ctx.Event()
+    stop = ctx.RawValue(ctypes.c_bool, False)
     procs: list[tuple[int, Any, Connection]] = []
+    clean = False
     try:
         for i, (after, upto) in split.left():
             parent_end, child_end = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_work, name=f"syncd-worker-{job}-{i}", daemon=True,
                                args=(child_end, stop, config, job, store_url, after, upto,
-                                     run_id, force, len(split.left()), os.getpid()))
-            proc.start()
+                                     run_id, force, os.getpid()))
+            # a SIGTERM to the whole service (systemd) while a worker is still starting
+            # is the parent's to handle: the worker starts with it blocked
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, _PARENTS_SIGNALS)
+            try:
+                proc.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             child_end.close()
             procs.append((i, proc, parent_end))
         log.info("sync_workers_started", job=job, run_id=run_id, workers=len(procs),
                  pids=[p.pid for _, p, _ in procs])
-        yield Workers(_received(procs), stop)
+        workers = Workers(_received(procs, stop, stop_when), stop)
+        yield workers
+        clean = True
     finally:
         for _, proc, conn in procs:
             conn.close()
+            proc.join(timeout=10 if clean else 0)  # done: it is closing its connections
             if proc.is_alive():
                 proc.kill()
-            proc.join()
+                proc.join()
 
 
-def _received(procs: list[tuple[int, Any, Connection]]
+def _received(procs: list[tuple[int, Any, Connection]], stop: Any, stop_when: threading.Event
               ) -> Iterator[tuple[int, PageDone | None]]:
     running = {conn: (i, proc) for i, proc, conn in procs}
     while running:
-        for conn in wait(list(running)):
+        ready = wait(list(running), timeout=0.2)
+        if stop_when.is_set():  # pass a stop on now, not when the next page comes in
+            stop.value = True
+        for conn in ready:
             i, proc = running[conn]  # type: ignore[index]
             try:
                 message = conn.recv()  # type: ignore[union-attr]
@@ -176,23 +195,21 @@ def _received(procs: list[tuple[int, Any, Connection]]
 
 
 def _work(conn: Connection, stop: Any, config: Config, job_name: str, store_url: str,
-          after: Any, upto: Any, run_id: str, force: bool, workers: int,
-          parent_pid: int) -> None:
-    """A worker: every page of the source's key range ``after < key <= upto``. A
-    target's request quota (the platform's) is shared: each of the ``workers`` gets
-    its part of it."""
+          after: Any, upto: Any, run_id: str, force: bool, parent_pid: int) -> None:
+    """A worker: every page of the source's key range ``after < key <= upto``."""
     # Ctrl-C and SIGTERM (systemd sends it to every process of the service) are the
     # parent's to handle: it asks its workers to stop after their current page
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    die_with_parent(parent_pid)
+    for signum in _PARENTS_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _PARENTS_SIGNALS)
     send_logs_to(conn)
     with reporting_to(conn):
+        die_with_parent(parent_pid)
         job = config.job(job_name)
         store = StateStore(store_url)  # migrated by the parent
         channels = []
         try:
-            runtime = {"policy": config.retry, "sleep": time.sleep, "rate_share": 1 / workers}
+            runtime = {"policy": config.retry, "sleep": time.sleep}
             for name in (job.source, *job.targets):
                 mapping = load_mapping(config.channels[name].mapping)
                 channels.append((open_channel(config.channels[name], mapping, **runtime),
@@ -203,7 +220,7 @@ def _work(conn: Connection, stop: Any, config: Config, job_name: str, store_url:
             for page in source.scan_range(job.page_size, after, upto):
                 if parent_gone(parent_pid):
                     return
-                if stop.is_set():
+                if stop.value:
                     conn.send(("stopped",))
                     return
                 conn.send(("page", run_page(page)))

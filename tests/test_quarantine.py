@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from structlog.testing import capture_logs
 
 from conftest import DB_KINDS
 from helpers import hashes, seed, write_config
@@ -61,8 +62,11 @@ def test_bad_records_are_quarantined_and_the_rest_land(fresh_db, tmp_path, kind,
             expected[code] = (field, words)
     src.dispose()
 
-    sync = _job(tmp_path, src_url, dst_url, page_size=50, workers=workers)  # 3: in workers
-    result = sync.run(RunRequest("job"))
+    sync = _job(tmp_path, src_url, dst_url, page_size=50, workers=workers)
+    with capture_logs() as logs:
+        result = sync.run(RunRequest("job"))
+    assert [e["workers"] for e in logs if e["event"] == "sync_workers_started"] == (
+        [3] if workers > 1 else [])
     assert result.outcome == "partial"
     assert result.counts["delivered"] == 300
     assert result.counts["quarantined"] == len(bad)

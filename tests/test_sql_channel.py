@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from conftest import DB_KINDS
 from connectors.sql import SqlChannel
+from connectors.sql.channel import read_committed_logs
 from helpers import mapping_for, open_sql, seed
 from syncd.legacy_schemas import create_legacy_tables
 from syncd.model import Material
@@ -152,3 +153,35 @@ def test_gbk_legacy_mysql_through_a_gbk_client_encoding(fresh_db):
     assert got[items[0].item_code] == items[0]
     assert items[3].item_code not in got
     ch.close()
+
+
+def test_split_ranges_cover_every_row_once_in_the_databases_own_order(fresh_db, kind):
+    """Keys whose order depends on the collation (MySQL's is case-insensitive): the
+    ranges follow the database's order, so together they read every row exactly once."""
+    url = fresh_db(kind)
+    seed(url, "hall_db", generate(1, seed=1))
+    engine = make_engine(url)
+    table = sa.Table("SP_SXXX", sa.MetaData(), autoload_with=engine)
+    with engine.begin() as conn:
+        row = dict(conn.execute(sa.select(table)).mappings().one())
+        conn.execute(table.delete())
+        conn.execute(table.insert(), [{**row, "SXBM": f"{prefix}{i:03d}"}
+                                      for prefix in ("a", "B", "c") for i in range(100)])
+    engine.dispose()
+    ch = open_sql(url, "hall_db")
+    bounds = ch.split(3, min_part=50)
+    assert len(bounds) == 2
+    ranges = zip([None, *bounds], [*bounds, None], strict=True)
+    read = [[r["SXBM"] for p in ch.scan_range(40, after, upto) for r in p.records]
+            for after, upto in ranges]
+    assert all(len(keys) == 100 for keys in read)  # three ranges of about the same size
+    assert sorted(k for keys in read for k in keys) == sorted(
+        f"{prefix}{i:03d}" for prefix in ("a", "B", "c") for i in range(100))
+    assert ch.split(3, min_part=200) == []  # 300 rows: not two parts of 200
+    ch.close()
+
+
+def test_mysql_writes_read_committed_only_where_its_binary_log_allows():
+    assert read_committed_logs(0, "STATEMENT")  # no binary log
+    assert read_committed_logs(1, "ROW") and read_committed_logs(1, "MIXED")
+    assert not read_committed_logs(1, "STATEMENT")  # error 1665 otherwise

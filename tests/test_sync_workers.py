@@ -1,8 +1,7 @@
 """A whole-table read split by key range across sync workers: the same target, state
 and counts as one process, on every database; vanished rows found in every range; a
 stopped split read resumes where each worker was, and goes on to what changed since;
-a worker's failure is raised in the engine's process with its reason; workers share a
-platform's request quota."""
+a worker's failure is raised in the engine's process with its reason."""
 
 from __future__ import annotations
 
@@ -15,14 +14,12 @@ import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
-from connectors.registry import open_channel
 from conftest import DB_KINDS
 from helpers import hashes, seed, write_config
 from syncd.config import load_config
 from syncd.engine import RunRequest, SyncEngine
 from syncd.errors import ConnectorError
 from syncd.legacy_schemas import create_legacy_tables
-from syncd.mapping import load_mapping
 from syncd.model import content_hash
 from syncd.sample import edit, generate
 from syncd.sqlutil import make_engine
@@ -124,9 +121,12 @@ def test_a_full_run_in_workers_reports_the_rows_gone_from_every_range(fresh_db, 
     sync.store.close()
 
 
-def test_a_stopped_split_read_resumes_where_each_worker_was(fresh_db, tmp_path):
+@pytest.mark.parametrize("resume_workers", [1, 3])
+def test_a_stopped_split_read_resumes_where_each_worker_was(fresh_db, tmp_path, resume_workers):
+    # ranges of 20 pages: more than a worker gets ahead of the engine (pipe buffers)
+    n = 3000
     src_url, dst_url = fresh_db("sqlite"), _target(fresh_db, "postgres")
-    items = sorted(generate(N, seed=23), key=lambda i: i.item_code)
+    items = sorted(generate(n, seed=23), key=lambda i: i.item_code)
     seed(src_url, "hall_db", items)
     stop = threading.Event()
 
@@ -137,12 +137,12 @@ def test_a_stopped_split_read_resumes_where_each_worker_was(fresh_db, tmp_path):
     first = _engine(tmp_path, "state", src_url, dst_url, workers=3, stop=stop,
                     progress=stop_soon).run(RunRequest("job"))
     assert first.outcome == "stopped", first
-    assert 200 <= first.counts["delivered"] < N
-    sync = _engine(tmp_path, "state", src_url, dst_url, workers=1)  # same state, one process
+    assert 200 <= first.counts["delivered"] < n
+    sync = _engine(tmp_path, "state", src_url, dst_url, workers=resume_workers)
     stopped_at = sync.store.checkpoint("job", "src")
     assert stopped_at.startswith("split:")
     dry = sync.run(RunRequest("job", dry_run=True))  # says what is left, and moves nothing
-    assert dry.counts["delivered"] == N - first.counts["delivered"]
+    assert dry.counts["delivered"] == n - first.counts["delivered"]
     assert sync.store.checkpoint("job", "src") == stopped_at
     # each page a worker finished before it stopped was recorded: no more, no less
     landed = hashes(dst_url, "portal_db")
@@ -152,10 +152,12 @@ def test_a_stopped_split_read_resumes_where_each_worker_was(fresh_db, tmp_path):
     before = next(i for i in items if i.item_code in landed)
     changed = dataclasses.replace(edit(before, 1), updated_at=LATER)
     seed(src_url, "hall_db", [changed], create=False)
-    second = sync.run(RunRequest("job"))
+    with capture_logs() as logs:
+        second = sync.run(RunRequest("job"))
+    assert _workers_started(logs) == ([3] if resume_workers > 1 else [])
     assert second.outcome == "ok", second
-    assert second.counts["read"] == N - first.counts["read"] + 1  # resumed, plus the edit
-    assert first.counts["delivered"] + second.counts["delivered"] == N + 1
+    assert second.counts["read"] == n - first.counts["read"] + 1  # resumed, plus the edit
+    assert first.counts["delivered"] + second.counts["delivered"] == n + 1
     assert hashes(dst_url, "portal_db") == hashes(src_url, "hall_db")
     assert landed[before.item_code] != content_hash(changed)
     assert _delivered(sync)[before.item_code] == content_hash(changed)
@@ -176,22 +178,8 @@ def test_a_worker_that_fails_raises_its_reason_here(fresh_db, tmp_path):
     split = Split.at([items[99].item_code], None)
     with pytest.raises(ConnectorError, match=r"channel=dst .*'portal_guide'.* does not exist"
                                              r".*\(sync worker [01]\)"), \
-            sync_apart(config, "job", store.url, split, run_id="r1", force=False) as workers:
+            sync_apart(config, "job", store.url, split, run_id="r1", force=False,
+                       stop_when=threading.Event()) as workers:
         list(workers.pages)
     store.close()
 
-
-def test_each_worker_gets_its_share_of_a_platform_quota(tmp_path):
-    cfg = write_config(tmp_path / "syncd.toml", state_db=f"sqlite:///{tmp_path}/state.db",
-                       channels={"hall": ("sql", f"sqlite:///{tmp_path}/hall.db", "hall_db.yaml"),
-                                 "platform": ("platform", "http://127.0.0.1:9/share",
-                                              "platform/reference.yaml")},
-                       jobs={"push": {"source": "hall", "targets": ["platform"]}},
-                       options={"platform": {"app_key": "share-test", "app_secret": "s",
-                                             "rate_per_second": 20}})
-    channel = load_config(cfg, os.environ).channels["platform"]
-    mapping = load_mapping(channel.mapping)
-    # as a worker opens it, one of four: a quarter of the 20 requests a second
-    platform = open_channel(channel, mapping, rate_share=1 / 4)
-    assert platform.client.limiter.rate == 5.0
-    platform.close()

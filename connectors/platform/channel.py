@@ -39,6 +39,10 @@ class PlatformChannel:
     """
 
     ordered_scan = False  # the platform lists by update time, not by key
+    #: requests count against the app key's quota, which this process's limiter keeps:
+    #: sync workers (other processes) would each spend it again, so a job pushing here
+    #: reads its source in one process
+    quota_per_process = True
 
     def __init__(self, name: str, client: PlatformClient, mapping: Mapping, *,
                  policy: RetryPolicy | None = None, lag_seconds: float = 0.0,

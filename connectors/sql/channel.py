@@ -59,6 +59,7 @@ class SqlChannel:
                 self.children.append((child, table))
                 self._child_cols[child.name] = [table.c[c] for c in cols]
         self._main_names = frozenset(self.table.c.keys())
+        self._read_committed: bool | None = None  # MySQL: see _write_isolation
         self._select_cols = [self.table.c[c] for c in dict.fromkeys(
             mapping.columns + ([mapping.cursor] if mapping.cursor else []))]
 
@@ -168,7 +169,7 @@ class SqlChannel:
                           for i in range(1, parts)]
             except SQLAlchemyError as exc:
                 raise self._translate(exc, "read") from exc
-        return sorted(set(bounds) - {None})
+        return [b for b in dict.fromkeys(bounds) if b is not None]  # in the database's order
 
     def scan_range(self, page_size: int, after: Any, upto: Any) -> Iterator[Page]:
         """Every row with ``after < key <= upto`` (None: unbounded) in key order; pages
@@ -276,12 +277,19 @@ class SqlChannel:
         except OperationalError as exc:
             raise self._translate(exc, "write") from exc
 
-    @staticmethod
-    def _write_isolation(conn: Connection) -> Connection:
-        """MySQL writes in READ COMMITTED: at its default level, deleting child rows by
-        a list of keys locks the gaps around them, and writers of neighbouring key
-        ranges (sync workers) deadlock on those gaps."""
-        if conn.dialect.name in ("mysql", "mariadb"):
+    def _write_isolation(self, conn: Connection) -> Connection:
+        """MySQL writes in READ COMMITTED where its binary log allows it: at its default
+        level, deleting child rows by a list of keys locks the gaps around them, and
+        writers of neighbouring key ranges (sync workers) deadlock on those gaps (the
+        retry gets through, but costs a round)."""
+        if self._read_committed is None:
+            self._read_committed = False
+            if conn.dialect.name in ("mysql", "mariadb"):
+                with self.engine.connect() as probe:
+                    log_bin, binlog_format = probe.exec_driver_sql(
+                        "SELECT @@log_bin, @@binlog_format").one()
+                self._read_committed = read_committed_logs(log_bin, binlog_format)
+        if self._read_committed:
             conn.execution_options(isolation_level="READ COMMITTED")
         return conn
 
@@ -317,6 +325,12 @@ class SqlChannel:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def read_committed_logs(log_bin: Any, binlog_format: Any) -> bool:
+    """Whether a MySQL server can log READ COMMITTED writes: not with statement-based
+    binary logging (error 1665), which MySQL 5.6 has by default."""
+    return not int(log_bin or 0) or str(binlog_format).upper() != "STATEMENT"
 
 
 def _encode_cursor(value: Any, key: str) -> str:

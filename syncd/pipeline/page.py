@@ -64,9 +64,10 @@ class PageRunner:
             if self.dry_run:
                 would_deliver += len(changes)
                 continue
-            base = (self.store.delivered_versions(
-                job.name, target.name, [m.item.item_code for m in changes])
-                if job.two_way else None)
+            codes = [m.item.item_code for m in changes]
+            base = self.store.delivered_versions(job.name, target.name, codes) \
+                if job.two_way else None
+            self.store.unconfirm(job.name, target.name, codes)  # until this page is recorded
             loaded = load(target, target_map, changes, self.policy, sleep=self.sleep,  # load
                           base_versions=base, job=job.name, run_id=self.run_id)
             if job.two_way:

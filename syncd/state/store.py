@@ -27,6 +27,10 @@ Clock = Callable[[], datetime]
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
+#: item_state.content_hash of an item sent but not yet recorded as delivered
+UNCONFIRMED = ""
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -239,6 +243,22 @@ class StateStore:
             cond = and_(cond, s.c.item_code <= upto)
         with self.engine.connect() as conn:
             return list(conn.execute(select(s.c.item_code).where(cond)).scalars())
+
+    def unconfirm(self, job: str, target: str, codes: Sequence[str]) -> None:
+        """Clear the delivered hash of ``codes`` before they are sent again.
+
+        A write that lands but is not recorded (a crash in between) leaves the
+        target ahead of the state. Were the source then to go back to what the state
+        holds, the item would compare unchanged and the target keep the unrecorded
+        version. The hash is set to ``UNCONFIRMED``, which no content hashes to, so the
+        item is sent again until a delivery is recorded."""
+        if not codes:
+            return
+        s = t.item_state
+        with self.engine.begin() as conn:
+            conn.execute(update(s).where(and_(
+                s.c.job == job, s.c.target == target, s.c.item_code.in_(list(codes))))
+                .values(content_hash=UNCONFIRMED))
 
     def forget_items(self, job: str, target: str | None = None) -> None:
         """Drop delivered hashes so the next run re-sends everything (``--full``)."""
