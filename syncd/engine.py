@@ -218,12 +218,14 @@ class SyncEngine:
     def _read_split(self, job: JobConfig, req: RunRequest, mode: str, split: Split,
                     source: Any, run_page: PageRunner, scan: bool, result: RunResult,
                     log: Any) -> bool:
-        """Read the split's ranges left, in workers when more than one is left, recording
-        pages as they come and (reading changes) what is left as the checkpoint; False
-        when the run was asked to stop."""
+        """Read the split's ranges left, one worker each when more than one is left
+        (and no more than the job may have), recording pages as they come and (reading
+        changes) what is left as the checkpoint; False when the run was asked to stop."""
         checkpoints = mode == "incremental" and split.end is not None and not req.dry_run
         seen_last = [None if r is None or r[0] is None else str(r[0]) for r in split.ranges]
-        apart = len(split.left()) > 1 and self._workers_allowed(job, req)
+        # a split resumed after `workers` was lowered is read here, not by more workers
+        apart = (1 < len(split.left()) <= (job.workers or default_workers())
+                 and self._workers_allowed(job, req))
         with (sync_apart(self.config, job.name, self.store.url, split, run_id=result.run_id,
                          force=run_page.force, stop_when=self.stop) if apart
               else nullcontext(None)) as workers:
