@@ -30,7 +30,7 @@ from syncd.mapping import Mapping, load_mapping
 from syncd.pipeline.extract import extract
 from syncd.pipeline.page import PageDone, PageRunner
 from syncd.state.store import StateStore
-from syncd.workers import Split, default_workers, read_here, sync_apart
+from syncd.workers import Split, read_here, sync_apart, workers_for
 
 log = structlog.get_logger("syncd.engine")
 
@@ -204,7 +204,7 @@ class SyncEngine:
                 or not (mode == "full" or checkpoint is None) or not hasattr(source, "split")
                 or any(getattr(target, "quota_per_process", False) for target in targets)):
             return None
-        bounds = source.split(job.workers or default_workers(), min_part=2 * job.page_size)
+        bounds = source.split(workers_for(job), min_part=2 * job.page_size)
         if not bounds:
             return None
         return Split.at(bounds, source.snapshot_end() if mode == "incremental" else None)
@@ -212,7 +212,7 @@ class SyncEngine:
     def _workers_allowed(self, job: JobConfig, req: RunRequest) -> bool:
         """Workers open the channels and the state DB themselves, from the config: not for
         a dry run, an in-memory state DB, or connectors a test injected."""
-        return ((job.workers or default_workers()) >= 2 and not req.dry_run
+        return (workers_for(job) >= 2 and not req.dry_run
                 and readers_can_share(self.store) and self._open_channel is open_channel)
 
     def _read_split(self, job: JobConfig, req: RunRequest, mode: str, split: Split,
@@ -224,7 +224,7 @@ class SyncEngine:
         checkpoints = mode == "incremental" and split.end is not None and not req.dry_run
         seen_last = [None if r is None or r[0] is None else str(r[0]) for r in split.ranges]
         # a split resumed after `workers` was lowered is read here, not by more workers
-        apart = (1 < len(split.left()) <= (job.workers or default_workers())
+        apart = (1 < len(split.left()) <= workers_for(job)
                  and self._workers_allowed(job, req))
         with (sync_apart(self.config, job.name, self.store.url, split, run_id=result.run_id,
                          force=run_page.force, stop_when=self.stop) if apart

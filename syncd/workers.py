@@ -34,9 +34,9 @@ from typing import Any
 import orjson
 import structlog
 
-from connectors.registry import open_channel
+from syncd.channel_reader import Opener
 from syncd.child_process import die_with_parent, parent_gone, replay_log, reporting_to, send_logs_to
-from syncd.config import Config
+from syncd.config import Config, JobConfig
 from syncd.errors import (
     ConfigError,
     ConnectorError,
@@ -46,7 +46,6 @@ from syncd.errors import (
     TransferError,
     TransientTransferError,
 )
-from syncd.mapping import load_mapping
 from syncd.pipeline.page import PageDone, PageRunner
 from syncd.state.store import StateStore
 
@@ -56,6 +55,11 @@ log = structlog.get_logger(__name__)
 _KINDS = {e.__name__: e for e in (ConfigError, MappingError, StateError, TransferError,
                                   TransientTransferError, ConnectorError)}
 _PARENTS_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def workers_for(job: JobConfig) -> int:
+    """How many workers ``job`` may have: its ``workers`` setting, or the default."""
+    return job.workers or default_workers()
 
 
 def default_workers() -> int:
@@ -209,11 +213,8 @@ def _work(conn: Connection, stop: Any, config: Config, job_name: str, store_url:
         store = StateStore(store_url)  # migrated by the parent
         channels = []
         try:
-            runtime = {"policy": config.retry, "sleep": time.sleep}
             for name in (job.source, *job.targets):
-                mapping = load_mapping(config.channels[name].mapping)
-                channels.append((open_channel(config.channels[name], mapping, **runtime),
-                                 mapping))
+                channels.append(Opener(config.channels[name], config.retry)())
             (source, source_map), targets = channels[0], channels[1:]
             run_page = PageRunner(job, source_map, targets, store, config.retry, time.sleep,
                                   run_id, force=force, dry_run=False)
