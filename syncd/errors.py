@@ -79,6 +79,12 @@ class MappingError(SyncdError):
         self.args = (self._render(),)
         return self
 
+    def within(self, row: str) -> MappingError:
+        """Return it with its field placed in a child row (``materials[2].name``)."""
+        self.field = f"{row}.{self.field}" if self.field else row
+        self.args = (self._render(),)
+        return self
+
 
 class ValidationError(MappingError):
     """A mapped item breaks a rule of the canonical model (code, length, limit)."""

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,7 +20,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from syncd import steps
 from syncd.codes import load_code_tables
 from syncd.errors import MappingError
-from syncd.model import CHILDREN, ITEM_FIELDS, FieldSpec, ServiceItem, attributes
+from syncd.model import (
+    CHILD_MEMORY,
+    CHILDREN,
+    ITEM_FIELDS,
+    FieldSpec,
+    ServiceItem,
+    attributes,
+    remembered,
+)
 from syncd.yaml_lines import LineDict, load_yaml, read_text
 
 Step = Callable[[Any], Any]
@@ -108,9 +116,10 @@ class Mapping:
         return code if isinstance(code, str) else None
 
     @cached_property
-    def _read_plans(self) -> tuple[ReadPlan, tuple[ReadPlan, ...]]:
-        """The read plans of the record and of each child collection, made once."""
-        return _read_plan(self.fields), tuple(_read_plan(c.fields) for c in self.children)
+    def _read_plans(self) -> tuple[ReadPlan, tuple[Step, ...]]:
+        """The read plan of the record and a builder for each child collection, made once."""
+        return _read_plan(self.fields), tuple(
+            _child_builder(CHILDREN[c.name][0], _read_plan(c.fields)) for c in self.children)
 
     def to_item(self, record: RawRecord) -> ServiceItem:
         """Map one raw record to a canonical item.
@@ -120,30 +129,32 @@ class Mapping:
         """
         raw_key = record.get(self.key_column)
         item_code = raw_key if isinstance(raw_key, str) else None
-        main_plan, child_plans = self._read_plans
+        main_plan, builders = self._read_plans
         try:
             values = _read_fields(main_plan, record)
             item_code = values.get("item_code") or item_code
-            for child, plan in zip(self.children, child_plans, strict=True):
+            for child, build in zip(self.children, builders, strict=True):
                 rows = record.get(child.record_key) or []
                 if child.order:
                     rows = sorted(rows, key=lambda r: (r.get(child.order) is None,
                                                        r.get(child.order)))
-                cls = CHILDREN[child.name][0]
                 built = []
                 for i, row in enumerate(rows):
                     try:
-                        built.append(cls(**_read_fields(plan, row)))
+                        built.append(build(row))
                     except MappingError as exc:
-                        raise exc.located(field=f"{child.name}[{i}].{exc.field}")
+                        raise exc.within(f"{child.name}[{i}]")
                 values[child.name] = tuple(built)
             return ServiceItem(**values)
         except MappingError as exc:
             raise exc.located(channel=self.channel, item_code=item_code) from None
 
     @cached_property
-    def _write_plans(self) -> tuple[WritePlan, tuple[WritePlan, ...]]:
-        return _write_plan(self.fields), tuple(_write_plan(c.fields) for c in self.children)
+    def _write_plans(self) -> tuple[WritePlan, tuple[Callable[[Any], RawRecord], ...]]:
+        """The write plan of the record and, for each child collection, its rows' writer
+        (remembered per child: the same children recur on item after item)."""
+        return _write_plan(self.fields), tuple(
+            remembered(partial(_write_fields, _write_plan(c.fields))) for c in self.children)
 
     def from_item(self, item: ServiceItem) -> RawRecord:
         """Map a canonical item to a raw record of this channel (children nested).
@@ -151,13 +162,16 @@ class Mapping:
         Raises:
             MappingError: a value this channel cannot represent (e.g. a code with no entry).
         """
-        main_plan, child_plans = self._write_plans
+        main_plan, child_writers = self._write_plans
         try:
             record = _write_fields(main_plan, item)
-            for child, plan in zip(self.children, child_plans, strict=True):
+            for child, write in zip(self.children, child_writers, strict=True):
                 rows = []
                 for i, obj in enumerate(getattr(item, child.name)):
-                    row = _write_fields(plan, obj)
+                    try:
+                        row = dict(write(obj))
+                    except MappingError as exc:
+                        raise exc.within(f"{child.name}[{i}]")
                     if child.parent_key:
                         row[child.parent_key] = item.item_code
                     if child.order and row.get(child.order) is None:
@@ -198,6 +212,37 @@ def _read_fields(plan: ReadPlan, record: RawRecord) -> dict[str, Any]:
     except MappingError as exc:
         raise exc.located(field=name) from None
     return values
+
+
+def _child_builder(cls: type, plan: ReadPlan) -> Step:
+    """A child row → its canonical object, remembered by the row's values.
+
+    The same materials (身份证, 营业执照 … with the same basis) recur on item after
+    item; a remembered row is not read again, and as the very same object it is
+    validated, hashed and written from memory too (``model.remembered``). A row
+    is remembered by its values and their types (``1`` and ``True`` read
+    differently); one holding an unhashable value (a list in a JSON record) is read
+    each time. A row that fails to read raises each time and is not remembered.
+    """
+    columns = tuple(column for _name, column, _reader, _plain in plan)
+    memory: dict[tuple[Any, ...], Any] = {}
+
+    def build(row: RawRecord) -> Any:
+        values = tuple(map(row.get, columns))
+        key = (values, tuple(map(type, values)))
+        try:
+            return memory[key]
+        except KeyError:
+            pass
+        except TypeError:
+            return cls(**_read_fields(plan, row))
+        obj = cls(**_read_fields(plan, row))
+        if len(memory) >= CHILD_MEMORY:
+            memory.clear()
+        memory[key] = obj
+        return obj
+
+    return build
 
 
 @dataclass(frozen=True, slots=True)

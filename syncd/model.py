@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from operator import attrgetter
 from typing import Any, Literal
 
@@ -163,6 +163,18 @@ CHILDREN: dict[str, tuple[type, dict[str, FieldSpec], str]] = {
     "fees": (Fee, FEE_FIELDS, "收费项目"),
 }
 
+#: how many distinct children (or child rows) are remembered, per collection and use
+CHILD_MEMORY = 1 << 13
+
+
+def remembered(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``fn`` of a child object, remembered. Children are frozen, so hashable and
+    equal by value, and the same ones (身份证, 营业执照 … with the same basis) recur on
+    item after item: validation, the content hash and writers call such a function
+    for every child of every item."""
+    return lru_cache(maxsize=CHILD_MEMORY)(fn)
+
+
 # --- code checks -------------------------------------------------------------
 
 _USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
@@ -248,17 +260,19 @@ def _checker(spec: FieldSpec, tables: dict[str, dict[str, str]]) -> Check:
 Checks = tuple[tuple[str, bool, Check], ...]
 
 
+Problem = Callable[[Any], "tuple[str, str] | None"]
+
+
 @lru_cache(maxsize=1)
-def _checks() -> tuple[Checks, tuple[tuple[str, Checks], ...]]:
-    """(item field checks, (child attr, child field checks) …), built once."""
+def _checks() -> tuple[Checks, tuple[tuple[str, Problem], ...]]:
+    """(item field checks, (child attr, a child's first problem) …), built once."""
     tables = load_code_tables()
 
     def plan(specs: dict[str, FieldSpec]) -> Checks:
         return tuple((s.name, s.required, _checker(s, tables)) for s in specs.values())
 
-    return plan(ITEM_FIELDS), tuple((attr, plan(specs))
+    return plan(ITEM_FIELDS), tuple((attr, remembered(partial(_first_problem, checks=plan(specs))))
                                     for attr, (_cls, specs, _label) in CHILDREN.items())
-
 
 
 def _first_problem(obj: Any, checks: Checks) -> tuple[str, str] | None:
@@ -283,9 +297,9 @@ def validate(item: ServiceItem) -> None:
     item_checks, child_checks = _checks()
     if (problem := _first_problem(item, item_checks)) is not None:
         raise ValidationError(problem[1], field=problem[0], item_code=item.item_code)
-    for attr, checks in child_checks:
+    for attr, problem_of in child_checks:
         for i, child in enumerate(getattr(item, attr)):
-            if (problem := _first_problem(child, checks)) is not None:
+            if (problem := problem_of(child)) is not None:
                 raise ValidationError(problem[1], field=f"{attr}[{i}].{problem[0]}",
                                       item_code=item.item_code)
     for limit, unit in (("legal_time_limit", "legal_limit_unit"),
@@ -366,9 +380,25 @@ def comparison_view(item: ServiceItem) -> dict[str, Any]:
     return view
 
 
+def _child_json(plan: _ViewPlan) -> Callable[[Any], bytes]:
+    """A child's compared view as JSON, remembered: the content hash embeds it as is."""
+    return remembered(lambda child: orjson.dumps(plan.view(child), option=orjson.OPT_SORT_KEYS))
+
+
+_CHILD_JSON = tuple((attr, _child_json(plan)) for attr, plan in _CHILD_VIEWS)
+
+
 def content_hash(item: ServiceItem) -> str:
-    """Stable hash of the normalised item: the unit of change detection."""
-    blob = orjson.dumps(comparison_view(item), option=orjson.OPT_SORT_KEYS)
+    """Stable hash of the normalised item: the unit of change detection.
+
+    It hashes ``comparison_view(item)`` as sorted-key JSON; each child's part is
+    serialised once and embedded as it is (``orjson.Fragment``), sorted as
+    ``comparison_view`` sorts the rows, so the bytes are the same."""
+    view = _ITEM_VIEW.view(item)
+    for attr, json_of in _CHILD_JSON:
+        parts = sorted(json_of(child) for child in getattr(item, attr))
+        view[attr] = [orjson.Fragment(part) for part in parts]
+    blob = orjson.dumps(view, option=orjson.OPT_SORT_KEYS)
     return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 

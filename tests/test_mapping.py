@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -129,3 +130,48 @@ def test_a_column_written_by_two_fields_is_refused_at_its_line(tmp_path):
                                           "  visit_reason: {column: H, write: false}"),
                     encoding="utf-8")
     assert load_mapping(path).channel == "edge"
+
+
+def _with_material(record, **row):
+    return {**record, "materials": [{"CLMC": "身份证", "CLLX": "其他", "XH": 1, **row}]}
+
+
+def test_a_child_row_read_before_is_the_same_object():
+    mapping = mapping_for("hall_db")
+    record = mapping.from_item(next(iter(generate(1, seed=2))))
+    first = mapping.to_item(_with_material(record, YJ="《行政许可法》")).materials[0]
+    again = mapping.to_item(_with_material(record, YJ="《行政许可法》")).materials[0]
+    other = mapping.to_item(_with_material(record, YJ="《档案法》")).materials[0]
+    assert again is first
+    assert other.legal_basis == "《档案法》"
+
+
+def test_child_rows_equal_in_value_but_not_in_type_read_apart():
+    mapping = mapping_for("hall_db")
+    record = mapping.from_item(next(iter(generate(1, seed=2))))
+    assert mapping.to_item(_with_material(record, CLMC=1)).materials[0].name == "1"
+    assert mapping.to_item(_with_material(record, CLMC=True)).materials[0].name == "True"
+
+
+def test_a_child_row_holding_a_list_is_read_without_memory():
+    mapping = mapping_for("hall_db")
+    record = mapping.from_item(next(iter(generate(1, seed=2))))
+    assert mapping.to_item(_with_material(record, YJ=["a"])).materials[0].legal_basis == "['a']"
+
+
+def test_a_bad_child_row_fails_every_time_it_is_read():
+    mapping = mapping_for("hall_db")
+    record = mapping.from_item(next(iter(generate(1, seed=2))))
+    for _ in range(2):
+        with pytest.raises(MappingError) as err:
+            mapping.to_item(_with_material(record, CLLX="照片"))
+        assert err.value.field == "materials[0].material_type"
+
+
+def test_a_child_value_the_channel_cannot_hold_names_its_row():
+    mapping = mapping_for("hall_db")
+    item = next(iter(generate(1, seed=2)))
+    odd = dataclasses.replace(item.materials[0], material_type="9")
+    with pytest.raises(MappingError) as err:
+        mapping.from_item(dataclasses.replace(item, materials=(item.materials[0], odd)))
+    assert err.value.field == "materials[1].material_type"

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import random
 
+import orjson
 import pytest
 
 from syncd.errors import ValidationError
 from syncd.model import (
     Material,
     ServiceItem,
+    comparison_view,
     content_hash,
     from_data,
     to_data,
@@ -17,6 +21,7 @@ from syncd.model import (
     uscc_problem,
     validate,
 )
+from syncd.sample import generate
 
 BASE = "11450721MB1558081"
 USCC = BASE + uscc_check_char(BASE)
@@ -77,3 +82,25 @@ def test_hash_ignores_cosmetics_and_material_order_but_not_content():
 def test_plain_data_round_trip():
     a = item()
     assert from_data(to_data(a)) == a
+
+
+def test_content_hash_is_the_hash_of_the_comparison_view():
+    """content_hash embeds each child's JSON, serialised once: the bytes must be those of
+    the comparison view itself, or every delivered hash would change."""
+    rng = random.Random(3)
+    items = [item(), item(materials=()), item(materials=item().materials[:1])]
+    for it in generate(300, seed=8):
+        children = list(it.materials)
+        rng.shuffle(children)
+        items += [it, dataclasses.replace(it, materials=tuple(children))]
+    for it in items:
+        blob = orjson.dumps(comparison_view(it), option=orjson.OPT_SORT_KEYS)
+        assert content_hash(it) == hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
+def test_a_remembered_child_is_judged_again_in_every_item():
+    bad = Material("表", necessity="9")
+    for _ in range(2):  # the second time from memory
+        with pytest.raises(ValidationError) as err:
+            validate(item(materials=(item().materials[0], bad)))
+        assert err.value.field == "materials[1].necessity"

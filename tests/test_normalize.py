@@ -38,7 +38,10 @@ def test_text_key_agrees_with_whole_text_nfkc():
         texts += [v for v in dataclasses.astuple(item) if isinstance(v, str)]
         texts += [m.name for m in item.materials]
     rng = random.Random(5)
-    pool = "".join(_ODD) + "申请人，；：（）《》、。ａｂｃ１２３ 　-–—‐―−'\"<>&;\u0301\u0327ｶﾞ"
+    pool = ("".join(_ODD) + "申请人，；：（）《》、。ａｂｃ１２３ 　-–—‐―−'\"<>&;\u0301\u0327ｶﾞ"
+            "\t\n\r\x85\xa0\u2028\x1f")
     texts += ["".join(rng.choice(pool) for _ in range(rng.randint(1, 12))) for _ in range(3000)]
+    texts += ["".join(rng.choice("申请人材料 abc1") for _ in range(rng.randint(1, 12)))
+              for _ in range(1000)]  # mostly clean: the quick "nothing to clean" path
     for text in texts:
         assert text_key.__wrapped__(text) == _reference_key(text), repr(text)
