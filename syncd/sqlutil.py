@@ -6,7 +6,8 @@ from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table, create_engine, event
+from sqlalchemy import ColumnElement, Table, any_, bindparam, create_engine, event
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine, make_url
 
 
@@ -39,6 +40,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def one_of(dialect: str, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column IN (values)`` as the dialect runs it fastest: PostgreSQL gets one array
+    parameter (``= ANY(...)``), about three times faster to delete a page's child rows
+    by than two thousand separate parameters."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
 
 
 def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],

@@ -21,7 +21,7 @@ from connectors.base import Page, RawRecord, Receipt
 from syncd.errors import ConnectorError, TransferError, TransientTransferError
 from syncd.mapping import ChildMap, Mapping
 from syncd.model import STATUS_CANCELLED
-from syncd.sqlutil import insert_many, upsert
+from syncd.sqlutil import insert_many, one_of, upsert
 
 
 class SqlChannel:
@@ -231,7 +231,8 @@ class SqlChannel:
             # in a stable order (by parent, then primary key), so a record reads the same
             # every time it is read
             q = select(*self._child_cols[child.name]).where(
-                fk.between(*key_range) if key_range else fk.in_(list(by_key))).order_by(
+                fk.between(*key_range) if key_range
+                else one_of(self.engine.dialect.name, fk, list(by_key))).order_by(
                 fk, *table.primary_key.columns)
             for row in self._fetch(q):
                 parent = by_key.get(row[fk.name])
@@ -271,7 +272,7 @@ class SqlChannel:
                 upsert(conn, self.table, main_rows, [key])
                 for child, table in self.children:
                     fk = table.c[child.parent_key or ""]
-                    conn.execute(delete(table).where(fk.in_(codes)))
+                    conn.execute(delete(table).where(one_of(conn.dialect.name, fk, codes)))
                     if child_rows[child.name]:
                         insert_many(conn, table.insert(), child_rows[child.name])
         except OperationalError as exc:
