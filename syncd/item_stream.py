@@ -24,7 +24,7 @@ import orjson
 
 from syncd.errors import ConnectorError, MappingError
 from syncd.mapping import Mapping
-from syncd.model import CHILDREN, ITEM_FIELDS, ServiceItem, content_hash
+from syncd.model import CHILDREN, ITEM_FIELDS, ServiceItem, attributes, content_hash, remembered
 from syncd.seen import ChannelSeen
 
 PAGE = 1000
@@ -145,8 +145,15 @@ def exact_digest(item: ServiceItem) -> str:
     only mean the item is compared field by field (where cosmetic differences are
     normalised away). Far cheaper than :func:`syncd.model.content_hash`, so it is what
     a reconcile without a state store merges on."""
-    blob = orjson.dumps([getattr(item, name) for name in FIELD_NAMES])
-    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+    values = list(_compared_values(item))
+    for i, json_of in _CHILD_AT:  # each child serialised once (the same ones recur)
+        values[i] = [orjson.Fragment(json_of(child)) for child in values[i]]
+    return hashlib.blake2b(orjson.dumps(values), digest_size=16).hexdigest()
+
+
+_compared_values = attributes(FIELD_NAMES)
+#: (position in FIELD_NAMES, a child's JSON remembered) of each child collection
+_CHILD_AT = tuple((FIELD_NAMES.index(attr), remembered(orjson.dumps)) for attr in CHILDREN)
 
 
 def _checked_order(channel: str, stream: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:

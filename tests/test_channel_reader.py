@@ -121,6 +121,9 @@ def test_without_a_state_store_readers_merge_on_exact_digests(tmp_path):
     item = items[0]
     assert exact_digest(item) == exact_digest(dataclasses.replace(item, version=99))
     assert exact_digest(item) != exact_digest(dataclasses.replace(item, address=" x"))
+    changed = dataclasses.replace(item.materials[0], legal_basis="《档案法》")
+    for materials in (item.materials[1:], (changed, *item.materials[1:])):
+        assert exact_digest(item) != exact_digest(dataclasses.replace(item, materials=materials))
     cosmetic = [dataclasses.replace(i, address=f"  {i.address} ") if n in (1, 5) else i
                 for n, i in enumerate(items)]
     cosmetic[7] = dataclasses.replace(items[7], conditions="另有条件")
