@@ -5,10 +5,14 @@ from __future__ import annotations
 import dataclasses
 import html
 import random
+import re
 import unicodedata
 
-from syncd.normalize import _BREAK, _CONTROL, _DASHES, _SPACE, _TAG, PLACEHOLDERS, text_key
+from syncd.normalize import _BREAK, _DASHES, _TAG, PLACEHOLDERS, text_key
 from syncd.sample import generate
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SPACE = re.compile(r"\s+")
 
 
 def _reference_key(value: str) -> str:
