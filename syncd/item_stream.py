@@ -24,7 +24,15 @@ import orjson
 
 from syncd.errors import ConnectorError, MappingError
 from syncd.mapping import Mapping
-from syncd.model import CHILDREN, ITEM_FIELDS, ServiceItem, attributes, content_hash, remembered
+from syncd.model import (
+    CHILDREN,
+    ITEM_FIELDS,
+    ServiceItem,
+    attributes,
+    content_hash,
+    kept_json,
+    remembered,
+)
 from syncd.seen import ChannelSeen
 
 PAGE = 1000
@@ -153,7 +161,7 @@ def exact_digest(item: ServiceItem) -> str:
 
 _compared_values = attributes(FIELD_NAMES)
 #: (position in FIELD_NAMES, a child's JSON remembered) of each child collection
-_CHILD_AT = tuple((FIELD_NAMES.index(attr), remembered(orjson.dumps)) for attr in CHILDREN)
+_CHILD_AT = tuple((FIELD_NAMES.index(attr), remembered(kept_json)) for attr in CHILDREN)
 
 
 def _checked_order(channel: str, stream: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:

@@ -380,9 +380,16 @@ def comparison_view(item: ServiceItem) -> dict[str, Any]:
     return view
 
 
+def kept_json(obj: Any, option: int = 0) -> bytes:
+    """``orjson.dumps(obj)`` to keep for long (in a cache): an exact-size copy, since what
+    orjson returns holds on to its whole write buffer (about 4 KB, whatever the length),
+    which in a cache of thousands of children comes to tens of megabytes."""
+    return bytes(memoryview(orjson.dumps(obj, option=option)))
+
+
 def _child_json(plan: _ViewPlan) -> Callable[[Any], bytes]:
     """A child's compared view as JSON, remembered: the content hash embeds it as is."""
-    return remembered(lambda child: orjson.dumps(plan.view(child), option=orjson.OPT_SORT_KEYS))
+    return remembered(lambda child: kept_json(plan.view(child), orjson.OPT_SORT_KEYS))
 
 
 _CHILD_JSON = tuple((attr, _child_json(plan)) for attr, plan in _CHILD_VIEWS)
