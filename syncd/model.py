@@ -392,7 +392,14 @@ def _child_json(plan: _ViewPlan) -> Callable[[Any], bytes]:
     return remembered(lambda child: kept_json(plan.view(child), orjson.OPT_SORT_KEYS))
 
 
-_CHILD_JSON = tuple((attr, _child_json(plan)) for attr, plan in _CHILD_VIEWS)
+_CHILD_JSON = {attr: _child_json(plan) for attr, plan in _CHILD_VIEWS}
+
+
+def children_json(attr: str, children: Sequence[Any]) -> list[bytes]:
+    """A child collection as compared: each child's normalised view as sorted-key JSON,
+    in a stable order (what the content hash embeds, and what reconcile compares)."""
+    json_of = _CHILD_JSON[attr]
+    return sorted(json_of(child) for child in children)
 
 
 def content_hash(item: ServiceItem) -> str:
@@ -402,9 +409,8 @@ def content_hash(item: ServiceItem) -> str:
     serialised once and embedded as it is (``orjson.Fragment``), sorted as
     ``comparison_view`` sorts the rows, so the bytes are the same."""
     view = _ITEM_VIEW.view(item)
-    for attr, json_of in _CHILD_JSON:
-        parts = sorted(json_of(child) for child in getattr(item, attr))
-        view[attr] = [orjson.Fragment(part) for part in parts]
+    for attr in _CHILD_JSON:
+        view[attr] = [orjson.Fragment(part) for part in children_json(attr, getattr(item, attr))]
     blob = orjson.dumps(view, option=orjson.OPT_SORT_KEYS)
     return hashlib.blake2b(blob, digest_size=16).hexdigest()
 

@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import structlog
 
 from syncd.channel_reader import OpenChannel, read_apart, readers_can_share
@@ -39,7 +38,7 @@ from syncd.item_stream import (
     unreadable,
 )
 from syncd.mapping import Mapping
-from syncd.model import CHILDREN, ITEM_FIELDS, FieldSpec, ServiceItem, field_key
+from syncd.model import CHILDREN, ITEM_FIELDS, ServiceItem, children_json, field_key
 from syncd.report.data import Diff
 from syncd.seen import ChannelSeen, open_seen
 from syncd.state.store import StateStore
@@ -304,9 +303,9 @@ def _field_diffs(code: str, title: str | None, ref: ServiceItem, other: ServiceI
             stats.fields_differing[spec.name] += 1
             diffs.append(Diff(code, title, spec.name, spec.label, "differs", channel,
                               _show(a), _show(b)))
-    for attr, (_cls, specs, label) in CHILDREN.items():
+    for attr, (_cls, _specs, label) in CHILDREN.items():
         a, b = getattr(ref, attr), getattr(other, attr)
-        if a != b and _children_view(a, specs) != _children_view(b, specs):
+        if a != b and children_json(attr, a) != children_json(attr, b):
             stats.fields_differing[attr] += 1
             diffs.append(Diff(code, title, attr, label, "differs", channel,
                               _show_children(a), _show_children(b)))
@@ -315,13 +314,6 @@ def _field_diffs(code: str, title: str | None, ref: ServiceItem, other: ServiceI
         diffs.insert(0, Diff(code, title, "version", ITEM_FIELDS["version"].label, "stale",
                              channel, str(ref.version), str(other.version)))
     return diffs
-
-
-def _children_view(rows: Sequence[Any], specs: dict[str, FieldSpec]) -> list[bytes]:
-    """Child rows as compared: normalised content fields, in a stable order."""
-    return sorted(orjson.dumps({s.name: field_key(s, getattr(r, s.name))
-                                for s in specs.values() if s.content},
-                               option=orjson.OPT_SORT_KEYS) for r in rows)
 
 
 def _show(value: Any) -> str | None:
