@@ -26,6 +26,7 @@ from connectors.registry import open_channel
 from syncd.channel_reader import readers_can_share
 from syncd.config import Config, JobConfig
 from syncd.errors import ConfigError, ThresholdExceeded
+from syncd.gc_thresholds import fewer_collections
 from syncd.mapping import Mapping, load_mapping
 from syncd.pipeline.extract import extract
 from syncd.pipeline.page import PageDone, PageRunner
@@ -128,7 +129,8 @@ class SyncEngine:
             self.store.begin_run(run_id, job.name, trigger=req.trigger, mode=mode,
                                  dry_run=req.dry_run)
             bound.info("run_started", mode=mode, dry_run=req.dry_run, items=len(req.items))
-            self._run_pages(job, req, mode, result, bound)
+            with fewer_collections():
+                self._run_pages(job, req, mode, result, bound)
             result.outcome = self._outcome(result)
         except ThresholdExceeded as exc:
             result.outcome, result.error = "aborted", str(exc)

@@ -27,6 +27,7 @@ import structlog
 
 from syncd.channel_reader import OpenChannel, read_apart, readers_can_share
 from syncd.errors import MappingError
+from syncd.gc_thresholds import fewer_collections
 from syncd.item_stream import (
     COMPARED,
     FIELD_NAMES,
@@ -128,6 +129,7 @@ def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
     apart = names[:max_readers or reader_limit()] if (
         openers is not None and set(names) <= set(openers) and readers_can_share(store)) else []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp, ExitStack() as stack:
+        stack.enter_context(fewer_collections())
         readers = stack.enter_context(read_apart({n: openers[n] for n in apart}, store,  # type: ignore[index]
                                                  keys=keys, workdir=Path(tmp)))
         # channels read here next to readers must come by the readers' kind of digest

@@ -46,6 +46,7 @@ from syncd.errors import (
     TransferError,
     TransientTransferError,
 )
+from syncd.gc_thresholds import fewer_collections
 from syncd.pipeline.page import PageDone, PageRunner
 from syncd.state.store import StateStore
 
@@ -207,7 +208,7 @@ def _work(conn: Connection, stop: Any, config: Config, job_name: str, store_url:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _PARENTS_SIGNALS)
     send_logs_to(conn)
-    with reporting_to(conn):
+    with reporting_to(conn), fewer_collections():
         die_with_parent(parent_pid)
         job = config.job(job_name)
         store = StateStore(store_url)  # migrated by the parent
