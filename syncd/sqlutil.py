@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, any_, bindparam, create_engine, event
+from sqlalchemy import ColumnElement, Select, Table, any_, bindparam, create_engine, event
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine, make_url
 
@@ -139,6 +139,37 @@ def _tuples(rows: Sequence[dict[str, Any]], keys: list[str],
         for i, proc in touched:
             cells[i] = proc(cells[i])
         out.append(tuple(cells))
+    return out
+
+
+def fetch_dicts(conn: Connection, query: Select[Any]) -> list[dict[str, Any]]:
+    """Every row of ``query`` as a dict keyed by column name, taken from the driver's
+    cursor in one ``fetchall``.
+
+    The read-side twin of :func:`insert_many`: only the columns whose type has a
+    result processor (a datetime stored as text in SQLite, say) are touched again,
+    through the processor SQLAlchemy would apply; SQLAlchemy's ``Row`` objects,
+    which would be built only to become dicts, are skipped.
+    """
+    result = conn.execute(query)
+    try:
+        dialect = conn.dialect
+        description = result.cursor.description
+        keys = list(result.keys())
+        touched = [(i, proc) for i, col in enumerate(query.selected_columns)
+                   if (proc := col.type.dialect_impl(dialect).result_processor(
+                       dialect, description[i][1])) is not None]
+        rows = result.cursor.fetchall()
+    finally:
+        result.close()
+    if not touched:
+        return [dict(zip(keys, row)) for row in rows]
+    out = []
+    for row in rows:
+        cells = list(row)
+        for i, proc in touched:
+            cells[i] = proc(cells[i])
+        out.append(dict(zip(keys, cells)))
     return out
 
 

@@ -1,15 +1,17 @@
 """``insert_many``: bulk writes on the driver's executemany write what SQLAlchemy's own
-``conn.execute`` writes, type processing included, on every database."""
+``conn.execute`` writes, type processing included, on every database; and
+``fetch_dicts`` reads back what SQLAlchemy's own rows hold."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 from conftest import DB_KINDS
 
-from syncd.sqlutil import insert_many, make_engine, upsert
+from syncd.sqlutil import fetch_dicts, insert_many, make_engine, upsert
 
 
 def _table(md: sa.MetaData, name: str) -> sa.Table:
@@ -74,3 +76,31 @@ def test_a_value_its_type_refuses_fails_as_sqlalchemy_fails_it(tmp_path):
         insert_many(conn, table.insert(), [{"code": "A", "at": datetime(2026, 1, 1)},
                                            {"code": "B", "at": "not a datetime"}])
     engine.dispose()
+
+
+@pytest.mark.parametrize("kind", DB_KINDS)
+def test_fetch_dicts_reads_what_sqlalchemys_rows_hold(fresh_db, kind):
+    """Types with a result processor on some dialect (SQLite keeps datetimes and dates
+    as text, booleans as 0/1, numerics as floats) come back as SQLAlchemy gives them."""
+    engine = make_engine(fresh_db(kind))
+    md = sa.MetaData()
+    table = _table(md, "t")
+    extra = sa.Table("u", md, sa.Column("code", sa.String(40), primary_key=True),
+                     sa.Column("day", sa.Date), sa.Column("amount", sa.Numeric(10, 2)))
+    md.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(table.insert(), ROWS)
+        conn.execute(extra.insert(), [{"code": "A1", "day": date(2026, 5, 1),
+                                       "amount": Decimal("12.50")},
+                                      {"code": "A2", "day": None, "amount": None}])
+    with engine.connect() as conn:
+        for query in (sa.select(table).order_by(table.c.code),
+                      sa.select(table.c.at, table.c.code).where(table.c.code == "A2"),
+                      sa.select(extra).order_by(extra.c.code)):
+            want = [dict(r._mapping) for r in conn.execute(query)]
+            got = fetch_dicts(conn, query)
+            assert got == want
+            assert [[type(v) for v in r.values()] for r in got] == \
+                [[type(v) for v in r.values()] for r in want]
+    engine.dispose()
+    assert want[0]["amount"] == Decimal("12.50")

@@ -21,7 +21,7 @@ from connectors.base import Page, RawRecord, Receipt
 from syncd.errors import ConnectorError, TransferError, TransientTransferError
 from syncd.mapping import ChildMap, Mapping
 from syncd.model import STATUS_CANCELLED
-from syncd.sqlutil import insert_many, one_of, upsert
+from syncd.sqlutil import fetch_dicts, insert_many, one_of, upsert
 
 
 class SqlChannel:
@@ -211,9 +211,7 @@ class SqlChannel:
     def _fetch(self, query: Any) -> list[dict[str, Any]]:
         try:
             with self.engine.connect() as conn:
-                result = conn.execute(query)
-                keys = list(result.keys())
-                return [dict(zip(keys, row)) for row in result.fetchall()]
+                return fetch_dicts(conn, query)
         except SQLAlchemyError as exc:
             raise self._translate(exc, "read") from exc
 
