@@ -130,11 +130,17 @@ def _tuples(rows: Sequence[dict[str, Any]], keys: list[str],
         values = [(getter(r),) for r in rows]
     else:
         values = [getter(r) for r in rows]
-    touched = [(i, proc) for i, proc in enumerate(procs) if proc is not None]
+    return _processed(values, [(i, proc) for i, proc in enumerate(procs) if proc is not None])
+
+
+def _processed(rows: list[tuple[Any, ...]], touched: list[tuple[int, Callable[[Any], Any]]]
+               ) -> list[tuple[Any, ...]]:
+    """``rows`` with the value at each touched position passed through its processor
+    (the rows themselves when no position is touched)."""
     if not touched:
-        return values
+        return rows
     out = []
-    for row in values:
+    for row in rows:
         cells = list(row)
         for i, proc in touched:
             cells[i] = proc(cells[i])
@@ -162,15 +168,7 @@ def fetch_dicts(conn: Connection, query: Select[Any]) -> list[dict[str, Any]]:
         rows = result.cursor.fetchall()
     finally:
         result.close()
-    if not touched:
-        return [dict(zip(keys, row)) for row in rows]
-    out = []
-    for row in rows:
-        cells = list(row)
-        for i, proc in touched:
-            cells[i] = proc(cells[i])
-        out.append(dict(zip(keys, cells)))
-    return out
+    return [dict(zip(keys, row)) for row in _processed(rows, touched)]
 
 
 def _portable_upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
