@@ -2,7 +2,8 @@
 
 Reading, mapping and hashing a channel is CPU work in Python, so channels read
 one after another leave every core but one idle. Here each channel is read in a
-process of its own (``spawn``: nothing is inherited but the arguments) that
+process of its own (forked from syncd's fork server, :mod:`syncd.child_process`:
+nothing is inherited from the parent but the arguments) that
 sends back, in item_code order, only what the merge needs: the item code, its
 digest (:class:`syncd.item_stream.Hashed`) and the raw key. The parent merges
 those; an item whose digests disagree is read again by its raw key in the
@@ -15,7 +16,6 @@ A reader's log events are sent to the parent and logged there
 
 from __future__ import annotations
 
-import multiprocessing
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,7 +27,7 @@ from typing import Any
 import structlog
 
 from connectors.registry import open_channel
-from syncd.child_process import replay_log, reporting_to, send_logs_to
+from syncd.child_process import helper_context, replay_log, reporting_to, send_logs_to
 from syncd.config import ChannelConfig
 from syncd.errors import ConfigError, ConnectorError, MappingError, StateError
 from syncd.gc_thresholds import fewer_collections
@@ -81,7 +81,7 @@ class Readers:
 def read_apart(openers: dict[str, OpenChannel], store: StateStore | None,
                *, keys: Sequence[str] | None, workdir: Path) -> Iterator[Readers]:
     """Start one reader process per channel; stop them all on the way out."""
-    ctx = multiprocessing.get_context("spawn")
+    ctx = helper_context()
     procs: list[tuple[Any, Connection]] = []
     readers = Readers({})
     try:

@@ -1,26 +1,65 @@
-"""What syncd's spawned helper processes (reconcile readers, sync workers) share.
+"""What syncd's helper processes (reconcile readers, sync workers) share.
+
+They are started from a fork server (:func:`helper_context`): a clean process,
+started once, that has imported what a helper needs and forks a new helper in a
+few milliseconds. A spawned helper would start a new interpreter and import
+SQLAlchemy and syncd again, half a second before its first page, on every run.
+Nothing but its arguments is inherited from the engine's process, as with
+``spawn``: no connection, lock or thread of the engine.
 
 A child's log events go to the parent, which logs them through its own
 processors, so they pass its redaction and go where its logs go. A child that
-does writes must not outlive its parent: :func:`die_with_parent`.
+does writes must not outlive the engine: :func:`die_with_engine`.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
+import multiprocessing
+import multiprocessing.forkserver
 import os
+import select
 import signal
-import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
 from typing import Any
 
 import structlog
 
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+#: what the fork server imports once, so that a helper forked from it starts ready: the
+#: helpers' own modules, and the SQLAlchemy dialects and drivers a channel may use (one
+#: that is not installed is skipped)
+PRELOAD = ["syncd.workers", "syncd.channel_reader", "connectors.registry", "connectors.sql",
+           "sqlalchemy.dialects.sqlite.pysqlite", "sqlalchemy.dialects.postgresql.psycopg",
+           "sqlalchemy.dialects.mysql.pymysql", "psycopg", "pymysql"]
+
+
+def helper_context() -> BaseContext:
+    """How helper processes start: from the fork server where there is one (Linux and
+    other POSIX systems), else ``spawn``."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def start_helpers() -> None:
+    """Start the fork server now, if it is not running, rather than when the first helper
+    is needed: it imports in the background while the engine goes on (a daemon calls
+    this as it starts, a run as soon as it knows it will use workers).
+
+    It ends once the engine's process and every helper it forked have ended. Each
+    helper watches the engine itself (:func:`die_with_engine`), not the fork server:
+    a SIGTERM to every process of the service (systemd) ends the fork server, while
+    the engine stops its workers after their current page.
+    """
+    if helper_context().get_start_method() == "forkserver":
+        multiprocessing.forkserver.ensure_running()
 
 
 def send_logs_to(conn: Connection) -> None:
@@ -68,17 +107,57 @@ def replay_log(log: Any, level: str, event: dict[str, Any]) -> None:
     getattr(log, level, log.info)(event.pop("event", "child_event"), **event)
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Have the kernel kill this process when its parent dies (Linux), and exit now if
-    it already has. Elsewhere callers also check :func:`parent_gone` before each write."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if parent_gone(parent_pid):
+class Lifeline:
+    """Whether the engine that started a helper is still there.
+
+    Watched by its pid, not by the helper's parent: that is the fork server, which
+    lives on while any helper it forked does. A pidfd (Linux 5.3 and later) names
+    the engine's process itself, so a reused pid cannot pass for it; elsewhere the
+    pid is checked.
+    """
+
+    def __init__(self, engine_pid: int) -> None:
+        self.engine_pid = engine_pid
+        self._dead = False
+        self._pidfd: int | None = None
+        try:
+            self._pidfd = os.pidfd_open(engine_pid)
+        except ProcessLookupError:
+            self._dead = True
+        except (AttributeError, OSError):  # no pidfd here: the pid is checked instead
+            pass
+
+    def gone(self) -> bool:
+        if self._dead:
+            return True
+        if self._pidfd is not None:
+            return bool(select.select([self._pidfd], [], [], 0)[0])
+        try:
+            os.kill(self.engine_pid, 0)
+        except (ProcessLookupError, PermissionError):  # another user's: the pid was reused
+            return True
+        return False
+
+    def wait(self, poll: float = 0.2) -> None:
+        """Return once the engine is gone."""
+        if self._pidfd is not None and not self._dead:
+            select.select([self._pidfd], [], [])
+            return
+        while not self.gone():
+            time.sleep(poll)
+
+
+def die_with_engine(engine_pid: int) -> Lifeline:
+    """Kill this process as soon as the engine's process ends (a thread waits for it),
+    and exit now if it already has. Callers also check the returned :class:`Lifeline`
+    before each page, so that a helper does not start a write it will not finish."""
+    lifeline = Lifeline(engine_pid)
+    if lifeline.gone():
         os._exit(1)
 
+    def watch() -> None:
+        lifeline.wait()
+        os.kill(os.getpid(), signal.SIGKILL)
 
-def parent_gone(parent_pid: int) -> bool:
-    """Whether this process's parent is no longer ``parent_pid`` (it died: we were adopted)."""
-    return os.getppid() != parent_pid
+    threading.Thread(target=watch, name="syncd-engine-watch", daemon=True).start()
+    return lifeline

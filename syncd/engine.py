@@ -24,6 +24,7 @@ import structlog
 
 from connectors.registry import open_channel
 from syncd.channel_reader import readers_can_share
+from syncd.child_process import start_helpers
 from syncd.config import Config, JobConfig
 from syncd.errors import ConfigError, ThresholdExceeded
 from syncd.gc_thresholds import fewer_collections
@@ -206,6 +207,7 @@ class SyncEngine:
                 or not (mode == "full" or checkpoint is None) or not hasattr(source, "split")
                 or any(getattr(target, "quota_per_process", False) for target in targets)):
             return None
+        start_helpers()  # it gets ready while the split is found
         bounds = source.split(workers_for(job), min_part=2 * job.page_size)
         if not bounds:
             return None

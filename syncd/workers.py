@@ -2,7 +2,8 @@
 
 Mapping, validating and hashing are CPU work in Python: one process keeps one
 core busy while the others idle, and a first sync of a big table is all that
-work. Here each worker (``spawn``: nothing inherited but its arguments) reads
+work. Here each worker (forked from syncd's fork server: nothing inherited from
+the engine but its arguments, :mod:`syncd.child_process`) reads
 one key range of the source itself and runs every page through the same
 map → compare → load as the engine (:class:`syncd.pipeline.page.PageRunner`),
 then sends back only the small :class:`PageDone`. The engine counts and records
@@ -12,15 +13,14 @@ process, so a crash anywhere still loses nothing.
 As a checkpoint, a :class:`Split` says what is left of each range, so a stopped
 first read resumes where each worker was.
 
-Workers die with the engine's process (``PR_SET_PDEATHSIG`` on Linux, and a
-check of the parent before every page): a worker left running could write an
+Workers die with the engine's process (a thread of theirs waits for it to end,
+and each checks it before every page): a worker left running could write an
 old read of an item over the newer one a rerun delivered.
 """
 
 from __future__ import annotations
 
 import ctypes
-import multiprocessing
 import os
 import signal
 import threading
@@ -35,7 +35,13 @@ import orjson
 import structlog
 
 from syncd.channel_reader import Opener
-from syncd.child_process import die_with_parent, parent_gone, replay_log, reporting_to, send_logs_to
+from syncd.child_process import (
+    die_with_engine,
+    helper_context,
+    replay_log,
+    reporting_to,
+    send_logs_to,
+)
 from syncd.config import Config, JobConfig
 from syncd.errors import (
     ConfigError,
@@ -51,11 +57,12 @@ from syncd.pipeline.page import PageDone, PageRunner
 from syncd.state.store import StateStore
 
 log = structlog.get_logger(__name__)
+#: the engine's to handle: it asks its workers to stop after their current page
+_ENGINES_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 #: a worker's errors of these kinds are raised as the same kind here (exit codes follow them)
 _KINDS = {e.__name__: e for e in (ConfigError, MappingError, StateError, TransferError,
                                   TransientTransferError, ConnectorError)}
-_PARENTS_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def workers_for(job: JobConfig) -> int:
@@ -135,7 +142,7 @@ def sync_apart(config: Config, job: str, store_url: str, split: Split, *,
     """Start one worker per range left of ``split``; they are asked to stop as soon as
     ``stop_when`` is set. Workers still running on the way out after an error are
     killed: what they were writing was not recorded, and is sent again next run."""
-    ctx = multiprocessing.get_context("spawn")
+    ctx = helper_context()
     stop = ctx.RawValue(ctypes.c_bool, False)
     procs: list[tuple[int, Any, Connection]] = []
     clean = False
@@ -145,13 +152,7 @@ def sync_apart(config: Config, job: str, store_url: str, split: Split, *,
             proc = ctx.Process(target=_work, name=f"syncd-worker-{job}-{i}", daemon=True,
                                args=(child_end, stop, config, job, store_url, after, upto,
                                      run_id, force, os.getpid()))
-            # a SIGTERM to the whole service (systemd) while a worker is still starting
-            # is the parent's to handle: the worker starts with it blocked
-            mask = signal.pthread_sigmask(signal.SIG_BLOCK, _PARENTS_SIGNALS)
-            try:
-                proc.start()
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            proc.start()
             child_end.close()
             procs.append((i, proc, parent_end))
         log.info("sync_workers_started", job=job, run_id=run_id, workers=len(procs),
@@ -200,16 +201,15 @@ def _received(procs: list[tuple[int, Any, Connection]], stop: Any, stop_when: th
 
 
 def _work(conn: Connection, stop: Any, config: Config, job_name: str, store_url: str,
-          after: Any, upto: Any, run_id: str, force: bool, parent_pid: int) -> None:
+          after: Any, upto: Any, run_id: str, force: bool, engine_pid: int) -> None:
     """A worker: every page of the source's key range ``after < key <= upto``."""
-    # Ctrl-C and SIGTERM (systemd sends it to every process of the service) are the
-    # parent's to handle: it asks its workers to stop after their current page
-    for signum in _PARENTS_SIGNALS:
+    # Ctrl-C (sent to the terminal's whole process group) and SIGTERM are the engine's
+    # to handle: it asks its workers to stop after their current page
+    for signum in _ENGINES_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _PARENTS_SIGNALS)
     send_logs_to(conn)
     with reporting_to(conn), fewer_collections():
-        die_with_parent(parent_pid)
+        lifeline = die_with_engine(engine_pid)
         job = config.job(job_name)
         store = StateStore(store_url)  # migrated by the parent
         channels = []
@@ -220,7 +220,7 @@ def _work(conn: Connection, stop: Any, config: Config, job_name: str, store_url:
             run_page = PageRunner(job, source_map, targets, store, config.retry, time.sleep,
                                   run_id, force=force, dry_run=False)
             for page in source.scan_range(job.page_size, after, upto):
-                if parent_gone(parent_pid):
+                if lifeline.gone():
                     return
                 if stop.value:
                     conn.send(("stopped",))

@@ -1,0 +1,133 @@
+"""Helper processes are forked from syncd's fork server. When the engine's process is
+killed, every helper it started ends at once, and the fork server after them; a
+SIGTERM that ends the fork server (systemd signals every process of the service)
+leaves the helpers to the engine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from syncd.child_process import Lifeline
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="the fork server and /proc: Linux")
+
+HELPER = '''
+import os, time
+from syncd.child_process import die_with_engine
+
+
+def wait_forever(conn, engine_pid):
+    """A helper that never checks its lifeline: only its watching thread can end it."""
+    die_with_engine(engine_pid)
+    conn.send(os.getppid())
+    while True:
+        time.sleep(1)
+'''
+
+ENGINE = '''
+import os, sys, time
+sys.path.insert(0, {here!r})
+import helper_target
+from syncd.child_process import helper_context, start_helpers
+
+if __name__ == "__main__":
+    start_helpers()
+    ctx = helper_context()
+    r, w = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=helper_target.wait_forever, args=(w, os.getpid()), daemon=True)
+    proc.start()
+    print(proc.pid, r.recv(), flush=True)
+    time.sleep(120)
+'''
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _gone_within(pids: list[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(_alive(p) for p in pids)
+
+
+def test_a_killed_engine_takes_its_helpers_with_it_a_killed_fork_server_does_not(tmp_path):
+    (tmp_path / "helper_target.py").write_text(textwrap.dedent(HELPER), encoding="utf-8")
+    script = tmp_path / "engine.py"
+    script.write_text(ENGINE.format(here=str(tmp_path)), encoding="utf-8")
+    engine = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        helper, server = engine.stdout.readline().split()  # type: ignore[union-attr]
+        helper_pid, server_pid = int(helper), int(server)
+        assert server_pid != engine.pid, "the helper was not forked from the fork server"
+        os.kill(server_pid, signal.SIGTERM)
+        assert _gone_within([server_pid], 10)
+        time.sleep(0.3)
+        assert _alive(helper_pid), "a helper went with the fork server, not with its engine"
+        engine.kill()
+        engine.wait(timeout=10)
+        assert _gone_within([helper_pid], 5), "a helper outlived its engine"
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+            engine.wait()
+
+
+def test_a_lifeline_tells_when_the_engine_is_gone():
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # reaped: its pid no longer exists
+    assert Lifeline(dead.pid).gone()
+    engine = subprocess.Popen(["sleep", "30"])
+    try:
+        lifeline = Lifeline(engine.pid)
+        assert not lifeline.gone()
+        engine.kill()
+        waited = threading.Thread(target=lifeline.wait)
+        waited.start()
+        waited.join(timeout=10)
+        assert not waited.is_alive(), "wait() did not return when the engine ended"
+        assert lifeline.gone()
+    finally:
+        engine.kill()
+        engine.wait()
+
+
+def test_a_fork_server_ends_after_its_engine_and_helpers():
+    script = textwrap.dedent('''
+        import multiprocessing.forkserver, os, sys, time
+        from syncd.child_process import helper_context, start_helpers
+        if __name__ == "__main__":
+            start_helpers()
+            ctx = helper_context()
+            proc = ctx.Process(target=time.sleep, args=(0.1,))
+            proc.start()
+            proc.join()
+            print(multiprocessing.forkserver._forkserver._forkserver_pid, flush=True)
+            time.sleep(120)
+    ''')
+    engine = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        server_pid = int(engine.stdout.readline())  # type: ignore[union-attr]
+        assert _alive(server_pid)
+        engine.kill()
+        engine.wait(timeout=10)
+        assert _gone_within([server_pid], 10), "the fork server outlived its engine"
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+            engine.wait()
