@@ -64,7 +64,8 @@ Measurements (JSON lines):
 Peak RSS: each measured phase (syncd, reladiff) runs in a fresh ``spawn``ed
 child process, so ``peak_rss_mb`` is that child's own high-water RSS (VmHWM; the
 whole process: interpreter, imports, connections and the phase; see
-``common.peak_rss_mb``) plus the VmHWM of each reader process it started (sampled
+``common.peak_rss_mb``) plus the VmHWM of each process below it, the fork server and
+the reader processes forked from it (sampled
 every 0.2 s while they run; the sum is an upper bound, as their peaks need not
 coincide). ``base_rss_mb`` is the child's VmHWM just before the
 phase started, and ``rss_mb_timeline`` the current RSS (/proc/self/statm) sampled
@@ -315,9 +316,9 @@ def raw_read_apart(sides: list[tuple[str, str]]) -> float:
 # --- the measured phases, each in a fresh spawned child ---------------------------
 
 class _RssSampler(threading.Thread):
-    """Every ``interval`` seconds (Linux /proc): the current RSS of this process and its
-    child processes (reconcile's channel readers), and each child's VmHWM, so the peak
-    counts the readers too."""
+    """Every ``interval`` seconds (Linux /proc): the current RSS of this process and every
+    process below it (syncd's fork server, and reconcile's channel readers forked from
+    it), and each one's VmHWM, so the peak counts the readers too."""
 
     def __init__(self, interval: float = 0.2) -> None:
         super().__init__(daemon=True)
@@ -326,12 +327,19 @@ class _RssSampler(threading.Thread):
         self.child_peaks: dict[int, float] = {}
 
     def _children(self) -> list[int]:
+        """Every descendant: children, their children, and so on."""
         pids: list[int] = []
-        for task in Path("/proc/self/task").glob("*/children"):
-            try:
-                pids += [int(p) for p in task.read_text().split()]
-            except OSError:
-                continue
+        parents = ["self"]
+        while parents:
+            found: list[int] = []
+            for parent in parents:
+                for task in Path(f"/proc/{parent}/task").glob("*/children"):
+                    try:
+                        found += [int(p) for p in task.read_text().split()]
+                    except OSError:
+                        continue
+            pids += found
+            parents = [str(p) for p in found]
         return pids
 
     def current(self) -> float:

@@ -2,7 +2,11 @@
 
 Measurements (JSON lines):
   raw_copy_<db>          raw DBAPI: read the item, material and fee rows, bulk-insert them
-                         (one process, driver executemany)
+                         (one process, driver executemany): what ``ratio`` is against
+  raw_copy_pgcopy_postgres  the same with PostgreSQL's ``COPY`` for every table. syncd
+                         writes a page's child rows by COPY (``sqlutil.insert_rows``), so
+                         its PostgreSQL lines also give ``ratio_vs_pgcopy``, against
+                         this faster raw write
   sync_full_one_process_<db>  syncd: a job's first run hall_db → portal_db through both
                          mappings, with workers = 1 (all in one process)
   sync_full_<db>         the same as syncd runs it by default: the table split across
@@ -37,8 +41,9 @@ from syncd.state.store import open_store
 from syncd.workers import default_workers
 
 
-def raw_copy(src_url: str, dst_url: str) -> int:
-    """Read every hall table with the bare DBAPI cursor and executemany them into a copy."""
+def raw_copy(src_url: str, dst_url: str, *, pg_copy: bool = False) -> int:
+    """Read every hall table with the bare DBAPI cursor and executemany them into a copy
+    (``pg_copy``: PostgreSQL's ``COPY`` instead)."""
     md = sa.MetaData()
     tables = SCHEMAS["hall_db"](md)
     dst_engine = make_engine(dst_url)
@@ -56,8 +61,15 @@ def raw_copy(src_url: str, dst_url: str) -> int:
             cur.execute(f"select {', '.join(q + c + q for c in cols)} from {q}{table.name}{q}")
             insert = (f"insert into {qd}{table.name}{qd} ({', '.join(qd + c + qd for c in cols)}) "
                       f"values ({', '.join([mark] * len(cols))})")
+            copy_sql = (f"COPY {qd}{table.name}{qd} ({', '.join(qd + c + qd for c in cols)}) "
+                        "FROM STDIN")
             while batch := cur.fetchmany(2000):
-                out.executemany(insert, batch)
+                if pg_copy:
+                    with out.copy(copy_sql) as copy:
+                        for row in batch:
+                            copy.write_row(row)
+                else:
+                    out.executemany(insert, batch)
                 if table.name == "SP_SXXX":
                     rows_main += len(batch)
             dst.commit()
@@ -104,7 +116,8 @@ def full_sync(tmp: Path, src_url: str, dst_url: str, rows: int, workers: int | N
 def run(db: str, rows: int) -> None:
     with workdir() as tmpname, scratch_db(db, Path(tmpname)) as src_url, \
             scratch_db(db, Path(tmpname)) as raw_url, scratch_db(db, Path(tmpname)) as dst_url, \
-            scratch_db(db, Path(tmpname)) as one_url, scratch_db(db, Path(tmpname)) as again_url:
+            scratch_db(db, Path(tmpname)) as one_url, scratch_db(db, Path(tmpname)) as again_url, \
+            scratch_db(db, Path(tmpname)) as pg_url:
         tmp = Path(tmpname)
         log(f"[{db}] generating and seeding {rows} items")
         items = list(generate(rows, seed=42))
@@ -115,24 +128,33 @@ def run(db: str, rows: int) -> None:
         raw_rate = copied / raw_t[0]
         emit(name=f"raw_copy_{db}", rows=copied, seconds=round(raw_t[0], 3),
              rows_per_s=round(raw_rate, 1))
+        vs_copy: dict[str, float] = {}  # PostgreSQL: syncd's child rows go by COPY
+        if db == "postgres":
+            with timed() as pg_t:
+                raw_copy(src_url, pg_url, pg_copy=True)
+            emit(name=f"raw_copy_pgcopy_{db}", rows=copied, seconds=round(pg_t[0], 3),
+                 rows_per_s=round(copied / pg_t[0], 1))
+            vs_copy["raw_pgcopy_rows_per_s"] = copied / pg_t[0]
 
         one, seconds = full_sync(tmp, src_url, one_url, rows, workers=1)
         one.store.close()
         emit(name=f"sync_full_one_process_{db}", rows=rows, seconds=round(seconds, 3),
              rows_per_s=round(rows / seconds, 1), raw_rows_per_s=round(raw_rate, 1),
-             ratio=round(rows / seconds / raw_rate, 3))
+             ratio=round(rows / seconds / raw_rate, 3), **against_copy(rows / seconds, vs_copy))
         engine, seconds = full_sync(tmp, src_url, dst_url, rows, workers=None)
         full_t = [seconds]
         rate = rows / seconds
         emit(name=f"sync_full_{db}", rows=rows, workers=default_workers(),
              seconds=round(seconds, 3), rows_per_s=round(rate, 1),
-             raw_rows_per_s=round(raw_rate, 1), ratio=round(rate / raw_rate, 3))
+             raw_rows_per_s=round(raw_rate, 1), ratio=round(rate / raw_rate, 3),
+             **against_copy(rate, vs_copy))
         (tmp / "again").mkdir()
         again, seconds = full_sync(tmp / "again", src_url, again_url, rows, workers=None)
         again.store.close()
         emit(name=f"sync_full_again_{db}", rows=rows, workers=default_workers(),
              seconds=round(seconds, 3), rows_per_s=round(rows / seconds, 1),
-             raw_rows_per_s=round(raw_rate, 1), ratio=round(rows / seconds / raw_rate, 3))
+             raw_rows_per_s=round(raw_rate, 1), ratio=round(rows / seconds / raw_rate, 3),
+             **against_copy(rows / seconds, vs_copy))
 
         changed = max(1, rows // 100)
         later = datetime(2027, 1, 1, tzinfo=UTC)
@@ -149,6 +171,14 @@ def run(db: str, rows: int) -> None:
              raw_rows_per_s=round(raw_rate, 1), ratio=round(inc_rate / raw_rate, 3),
              seconds_vs_full=round(inc_t[0] / full_t[0], 4))
         engine.store.close()
+
+
+def against_copy(rate: float, vs_copy: dict[str, float]) -> dict[str, float]:
+    """PostgreSQL: the same rate against the raw read + ``COPY`` (the fastest raw write)."""
+    if not vs_copy:
+        return {}
+    raw = vs_copy["raw_pgcopy_rows_per_s"]
+    return {"raw_pgcopy_rows_per_s": round(raw, 1), "ratio_vs_pgcopy": round(rate / raw, 3)}
 
 
 def main(argv: list[str]) -> None:

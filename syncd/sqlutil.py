@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, any_, bindparam, create_engine, event
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Integer,
+    Numeric,
+    Select,
+    String,
+    Table,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError
 
 
 def make_engine(url: str, *, client_encoding: str | None = None) -> Engine:
@@ -118,6 +132,70 @@ def insert_many(conn: Connection, stmt: Any, rows: Sequence[dict[str, Any]]) -> 
         conn.execute(stmt, list(rows))  # raises StatementError, as the caller expects
         return
     conn.exec_driver_sql(str(compiled), params)
+
+
+def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` into ``table`` (a plain INSERT: no conflict is expected).
+
+    PostgreSQL (psycopg) takes them by ``COPY``, about five times faster than one
+    INSERT per row, when every value is one COPY reads exactly as a parameter: text
+    into a text column, an integer into an integer column, and so on (a datetime is
+    not: COPY drops the offset of one written to a column without a time zone).
+    Any other rows, and other databases, go through :func:`insert_many`.
+    """
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg" \
+            and _copyable(conn, table, rows):
+        _copy(conn, table, rows)
+    else:
+        insert_many(conn, table.insert(), rows)
+
+
+#: per column type, the Python values COPY's text form carries as a parameter would
+_COPY_VALUES: tuple[tuple[type, frozenset[type]], ...] = (
+    (Boolean, frozenset({bool, type(None)})),
+    (Integer, frozenset({int, type(None)})),
+    (Numeric, frozenset({int, Decimal, type(None)})),
+    (String, frozenset({str, type(None)})),
+)
+
+
+def _copyable(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> bool:
+    keys = rows[0].keys()
+    if any(r.keys() != keys for r in rows):
+        return False
+    for name in keys:
+        column = table.c.get(name)
+        if column is None:
+            return False
+        allowed = next((values for kind, values in _COPY_VALUES
+                        if isinstance(column.type, kind)), None)
+        if allowed is None or not {type(r[name]) for r in rows} <= allowed:
+            return False
+        # a type that rewrites values on their way in is left to SQLAlchemy (Boolean's
+        # only checks that the value is a bool, as the line above does)
+        if not isinstance(column.type, Boolean) and column.type.dialect_impl(
+                conn.dialect).bind_processor(conn.dialect) is not None:
+            return False
+    return True
+
+
+def _copy(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """``COPY table (columns) FROM STDIN`` in the connection's transaction; a driver
+    error is raised as SQLAlchemy's (``DataError`` …), as ``conn.execute`` would."""
+    columns = list(rows[0])
+    quote = conn.dialect.identifier_preparer
+    sql = (f"COPY {quote.format_table(table)} ({', '.join(quote.quote(c) for c in columns)})"
+           " FROM STDIN")
+    values = itemgetter(*columns) if len(columns) > 1 else (lambda r: (r[columns[0]],))
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(values(row))
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, dbapi.Error, dialect=conn.dialect) from exc
 
 
 def _tuples(rows: Sequence[dict[str, Any]], keys: list[str],

@@ -1,5 +1,6 @@
 """``insert_many``: bulk writes on the driver's executemany write what SQLAlchemy's own
-``conn.execute`` writes, type processing included, on every database; and
+``conn.execute`` writes, type processing included, on every database; ``insert_rows``
+(PostgreSQL's COPY where it reads values as parameters are read) too; and
 ``fetch_dicts`` reads back what SQLAlchemy's own rows hold."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import DB_KINDS
 
-from syncd.sqlutil import fetch_dicts, insert_many, make_engine, upsert
+from syncd.sqlutil import fetch_dicts, insert_many, insert_rows, make_engine, upsert
 
 
 def _table(md: sa.MetaData, name: str) -> sa.Table:
@@ -27,6 +28,66 @@ ROWS = [
     {"code": "A2", "title": None, "n": None, "flag": False,
      "at": datetime(2026, 5, 1, 8, 30, 0, 123456), "at_tz": None},
 ]
+
+
+def _children(md: sa.MetaData, name: str) -> sa.Table:
+    return sa.Table(name, md, sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+                    sa.Column("code", sa.String(40), nullable=False), sa.Column("name", sa.Text),
+                    sa.Column("n", sa.Integer), sa.Column("flag", sa.Boolean),
+                    sa.Column("amount", sa.Numeric(10, 2)))
+
+
+CHILD_ROWS = [
+    {"code": "A1", "name": "身份证\t复印件 \\N 反斜杠\n第二行", "n": 2, "flag": True,
+     "amount": Decimal("12.50")},
+    {"code": "A2", "name": None, "n": None, "flag": None, "amount": None},
+    {"code": "A3", "name": "", "n": 0, "flag": False, "amount": 3},
+]
+
+
+def _inserts(engine: sa.Engine) -> list[str]:
+    seen: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute",
+                    lambda _c, _cur, statement, *_a: seen.append(statement))
+    return seen
+
+
+@pytest.mark.parametrize("kind", DB_KINDS)
+def test_insert_rows_writes_what_sqlalchemy_writes(fresh_db, kind):
+    engine = make_engine(fresh_db(kind))
+    md = sa.MetaData()
+    ours, theirs, timed = _children(md, "ours"), _children(md, "theirs"), _table(md, "timed")
+    md.create_all(engine)
+    statements = _inserts(engine)
+    with engine.begin() as conn:
+        insert_rows(conn, ours, CHILD_ROWS)
+        copied = not any("ours" in s for s in statements)
+        insert_rows(conn, timed, ROWS)  # datetimes: never by COPY
+        conn.execute(theirs.insert(), CHILD_ROWS)
+    with engine.connect() as conn:
+        got = conn.execute(sa.select(ours).order_by(ours.c.id)).all()
+        want = conn.execute(sa.select(theirs).order_by(theirs.c.id)).all()
+        at = conn.execute(sa.select(timed.c.at_tz).order_by(timed.c.code)).scalars().all()
+    engine.dispose()
+    assert got == want and len(got) == 3
+    assert got[0].name == CHILD_ROWS[0]["name"] and got[0].amount == Decimal("12.50")
+    assert copied == (kind == "postgres"), "PostgreSQL takes plain rows by COPY, the rest not"
+    assert any("timed" in s for s in statements)
+    assert at[0] == datetime(2026, 5, 1, 8, 30, tzinfo=UTC).replace(
+        tzinfo=None if kind != "postgres" else at[0].tzinfo)
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_a_value_the_database_refuses_raises_sqlalchemys_error(fresh_db, kind):
+    engine = make_engine(fresh_db(kind))
+    md = sa.MetaData()
+    table = _children(md, "t")
+    md.create_all(engine)
+    with pytest.raises(sa.exc.StatementError), engine.begin() as conn:
+        insert_rows(conn, table, [dict(CHILD_ROWS[0], code="x" * 41)])
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0
+    engine.dispose()
 
 
 @pytest.mark.parametrize("kind", DB_KINDS)

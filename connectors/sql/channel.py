@@ -21,7 +21,7 @@ from connectors.base import Page, RawRecord, Receipt
 from syncd.errors import ConnectorError, TransferError, TransientTransferError
 from syncd.mapping import ChildMap, Mapping
 from syncd.model import STATUS_CANCELLED
-from syncd.sqlutil import fetch_dicts, insert_many, one_of, upsert
+from syncd.sqlutil import fetch_dicts, insert_rows, one_of, upsert
 
 
 class SqlChannel:
@@ -272,7 +272,7 @@ class SqlChannel:
                     fk = table.c[child.parent_key or ""]
                     conn.execute(delete(table).where(one_of(conn.dialect.name, fk, codes)))
                     if child_rows[child.name]:
-                        insert_many(conn, table.insert(), child_rows[child.name])
+                        insert_rows(conn, table, child_rows[child.name])
         except OperationalError as exc:
             raise self._translate(exc, "write") from exc
 
