@@ -67,7 +67,10 @@ whole process: interpreter, imports, connections and the phase; see
 ``common.peak_rss_mb``) plus the VmHWM of each process below it, the fork server and
 the reader processes forked from it (sampled
 every 0.2 s while they run; the sum is an upper bound, as their peaks need not
-coincide). ``base_rss_mb`` is the child's VmHWM just before the
+coincide, and a page a reader shares with the fork server counts in both).
+``peak_pss_mb`` is the largest sampled sum of the tree's PSS, where a shared page is
+split among the processes sharing it: what the tree really held, up to a peak that
+fell between two samples. ``base_rss_mb`` is the child's VmHWM just before the
 phase started, and ``rss_mb_timeline`` the current RSS (/proc/self/statm) sampled
 at ten even points of the phase (readers included), to show growth. Seeding and the raw read happen in the parent and do not count.
 
@@ -315,6 +318,13 @@ def raw_read_apart(sides: list[tuple[str, str]]) -> float:
 
 # --- the measured phases, each in a fresh spawned child ---------------------------
 
+def _pss_mb(pid: str) -> float:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 class _RssSampler(threading.Thread):
     """Every ``interval`` seconds (Linux /proc): the current RSS of this process and every
     process below it (syncd's fork server, and reconcile's channel readers forked from
@@ -325,6 +335,7 @@ class _RssSampler(threading.Thread):
         self.interval, self.samples, self.done = interval, [], threading.Event()
         self.page = resource.getpagesize()
         self.child_peaks: dict[int, float] = {}
+        self.peak_pss = 0.0  # the largest sampled sum of PSS over the tree
 
     def _children(self) -> list[int]:
         """Every descendant: children, their children, and so on."""
@@ -343,10 +354,11 @@ class _RssSampler(threading.Thread):
         return pids
 
     def current(self) -> float:
-        total = 0.0
+        total = pss = 0.0
         for pid in ["self", *map(str, self._children())]:
             try:
                 total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * self.page / 2**20
+                pss += _pss_mb(pid)
                 if pid != "self":
                     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                         if line.startswith("VmHWM:"):
@@ -354,6 +366,7 @@ class _RssSampler(threading.Thread):
                                                              int(line.split()[1]) / 1024)
             except (OSError, ValueError, IndexError):
                 continue  # the process ended between listing and reading
+        self.peak_pss = max(self.peak_pss, pss)
         return total
 
     def run(self) -> None:
@@ -363,6 +376,14 @@ class _RssSampler(threading.Thread):
     def peak(self) -> float:
         """This process's VmHWM plus each child's (an upper bound on the tree's peak)."""
         return peak_rss_mb() + sum(self.child_peaks.values())
+
+    def peak_shared_once(self) -> float:
+        """The largest sampled sum of the tree's PSS (proportional set size): a page that
+        processes share (the imports the fork server made before forking the readers)
+        is split among them, not counted once per process as in :meth:`peak`. Sampled,
+        so it can miss a peak between two samples: a lower bound on the true peak."""
+        self.current()
+        return self.peak_pss
 
     def timeline(self, points: int = 10) -> list[float]:
         s = self.samples + [self.current()]
@@ -399,15 +420,15 @@ def _child_reconcile(conn: Any, sides: list[tuple[str, str]], profile_to: str | 
             prof.disable()
         seconds = time.perf_counter() - start
         sampler.done.set()
-        peak = sampler.peak()
+        peak, peak_pss = sampler.peak(), sampler.peak_shared_once()
         if prof and profile_to:
             prof.dump_stats(profile_to)
         for ch, _m in channels.values():
             ch.close()
         if store is not None:
             store.close()
-        conn.send({"seconds": seconds, "peak_rss_mb": peak, "base_rss_mb": base,
-                   "timeline": sampler.timeline(), "items": result.items,
+        conn.send({"seconds": seconds, "peak_rss_mb": peak, "peak_pss_mb": peak_pss,
+                   "base_rss_mb": base, "timeline": sampler.timeline(), "items": result.items,
                    "diffs": [(d.item_code, d.kind, d.field) for d in result.diffs],
                    "unreadable": result.unreadable[:20], "n_unreadable": len(result.unreadable),
                    "consistent": {n: s.consistent for n, s in result.stats.items()},
@@ -599,7 +620,8 @@ def _emit_checked(name: str, res: dict[str, Any], raw_seconds: float, inj: Injec
          ratio=round(res["seconds"] / raw_seconds, 3),
          **({"ratio_vs_raw_apart": round(res["seconds"] / extra["raw_apart_seconds"], 3)}
             if "raw_apart_seconds" in extra else {}),
-         peak_rss_mb=round(res["peak_rss_mb"], 1), base_rss_mb=round(res["base_rss_mb"], 1),
+         peak_rss_mb=round(res["peak_rss_mb"], 1), peak_pss_mb=round(res["peak_pss_mb"], 1),
+         base_rss_mb=round(res["base_rss_mb"], 1),
          rss_mb_timeline=res["timeline"], diffs=len(res["diffs"]),
          diffs_by_kind=dict(sorted(by_kind.items())), expected_diffs=len(inj.expected),
          injected=dict(inj.counts), cosmetic_injected=sum(inj.counts[k] for k in COSMETIC),
