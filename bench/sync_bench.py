@@ -15,8 +15,8 @@ Measurements (JSON lines):
                          forked from starts (and imports) inside the timed run, as
                          for a ``syncd sync`` from the command line
   sync_full_again_<db>   the same into another empty target, in the same process, as
-                         the daemon runs every job after its start: the fork server is
-                         running, a worker starts in milliseconds
+                         the daemon runs every job after its first split read: the fork
+                         server is running, a worker starts in milliseconds
   sync_incremental_<db>  syncd: after 1% of the items changed; cost should follow the changes
 ratio = rows_per_s / raw_rows_per_s (same run, same database).
 """

@@ -36,7 +36,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from syncd.admin import create_app
 from syncd.admin.settings import AdminSettings
-from syncd.child_process import start_helpers
 from syncd.config import Config
 from syncd.engine import RunRequest, RunResult, SyncEngine, owner_id
 from syncd.errors import ConfigError, JobBusyError, SyncdError
@@ -276,7 +275,6 @@ def serve(config: Config, *, drain_timeout: float = 25.0) -> int:
     store = open_store(config.state_db, max_attempts=config.retry.outbox_attempts)
     try:
         daemon = Daemon(config, store, settings)
-        start_helpers()  # runs that use workers or reader processes fork them from it
         server = uvicorn.Server(uvicorn.Config(
             create_app(daemon, token), log_config=None, access_log=False, lifespan="off",
             server_header=False, timeout_graceful_shutdown=5))
