@@ -118,3 +118,12 @@ def run_reconcile(channels: dict, reference: str, *, apart: bool = False,
     openers = {n: ListOpener(c.name, c.records, c.ordered_scan, m.file)
                for n, (c, m) in channels.items()} if apart else None
     return reconcile(channels, reference, openers=openers, **kwargs)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie nobody reaped has ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -12,9 +12,11 @@ import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+from helpers import alive
 
 from syncd.child_process import Lifeline
 
@@ -51,41 +53,40 @@ if __name__ == "__main__":
 '''
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _gone_within(pids: list[int], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return not any(_alive(p) for p in pids)
+    return not any(alive(p) for p in pids)
+
+
+@contextmanager
+def _engine(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """A stand-in engine process, killed on the way out whatever happened."""
+    engine = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, text=True)
+    try:
+        yield engine
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+        engine.wait()
 
 
 def test_a_killed_engine_takes_its_helpers_with_it_a_killed_fork_server_does_not(tmp_path):
     (tmp_path / "helper_target.py").write_text(textwrap.dedent(HELPER), encoding="utf-8")
     script = tmp_path / "engine.py"
     script.write_text(ENGINE.format(here=str(tmp_path)), encoding="utf-8")
-    engine = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
-    try:
+    with _engine(str(script)) as engine:
         helper, server = engine.stdout.readline().split()  # type: ignore[union-attr]
         helper_pid, server_pid = int(helper), int(server)
         assert server_pid != engine.pid, "the helper was not forked from the fork server"
         os.kill(server_pid, signal.SIGTERM)
         assert _gone_within([server_pid], 10)
         time.sleep(0.3)
-        assert _alive(helper_pid), "a helper went with the fork server, not with its engine"
+        assert alive(helper_pid), "a helper went with the fork server, not with its engine"
         engine.kill()
         engine.wait(timeout=10)
         assert _gone_within([helper_pid], 5), "a helper outlived its engine"
-    finally:
-        if engine.poll() is None:
-            engine.kill()
-            engine.wait()
 
 
 def test_a_lifeline_tells_when_the_engine_is_gone():
@@ -120,14 +121,9 @@ def test_a_fork_server_ends_after_its_engine_and_helpers():
             print(multiprocessing.forkserver._forkserver._forkserver_pid, flush=True)
             time.sleep(120)
     ''')
-    engine = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
+    with _engine("-c", script) as engine:
         server_pid = int(engine.stdout.readline())  # type: ignore[union-attr]
-        assert _alive(server_pid)
+        assert alive(server_pid)
         engine.kill()
         engine.wait(timeout=10)
         assert _gone_within([server_pid], 10), "the fork server outlived its engine"
-    finally:
-        if engine.poll() is None:
-            engine.kill()
-            engine.wait()

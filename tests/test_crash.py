@@ -14,12 +14,11 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from helpers import hashes, seed, write_config
+from helpers import alive, hashes, seed, write_config
 
 from connectors.registry import open_channel
 from syncd.config import load_config
@@ -47,15 +46,6 @@ def _worker_pids(log_path) -> list[int]:
         if line.startswith("{") and '"sync_workers_started"' in line:
             pids += [int(pid) for pid in re.findall(r"\d+", str(json.loads(line)["pids"]))]
     return pids
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` still runs (a zombie nobody reaped has ended)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.mark.slow
@@ -96,9 +86,9 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(fresh_db, tmp_pat
         workers = _worker_pids(log_path)
         started += bool(workers)
         deadline = time.monotonic() + 10
-        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not any(_alive(pid) for pid in workers), "a sync worker outlived its run"
+        assert not any(alive(pid) for pid in workers), "a sync worker outlived its run"
 
     final = subprocess.run([sys.executable, "-m", "syncd.cli", "--config", str(cfg), "sync", "job"],
                            capture_output=True, text=True, timeout=300)
