@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import random
+import signal
+import subprocess
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,3 +131,26 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def kill_inside_run(proc: subprocess.Popen, log_path: Path, rng: random.Random,
+                    span: float) -> float | None:
+    """SIGKILL ``proc`` at a random moment of its run: once its log says ``run_started``,
+    within ``span`` seconds of that. None when it was killed; else the seconds its run
+    lasted (it ended first), so the caller can aim inside the next run.
+
+    The moment is taken from the run's own log rather than from the process's start,
+    so the kills land inside runs however fast this machine runs them."""
+    while "run_started" not in log_path.read_text(encoding="utf-8", errors="replace"):
+        if proc.poll() is not None:
+            raise AssertionError("the sync ended without starting a run:\n"
+                                 + log_path.read_text(encoding="utf-8")[-2000:])
+        time.sleep(0.01)
+    started = time.monotonic()
+    try:
+        proc.wait(timeout=rng.uniform(0.0, span))
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        return None
+    return time.monotonic() - started

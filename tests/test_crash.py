@@ -9,7 +9,6 @@ import json
 import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -17,8 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-
-from helpers import alive, hashes, seed, write_config
+from helpers import alive, hashes, kill_inside_run, seed, write_config
 
 from connectors.registry import open_channel
 from syncd.config import load_config
@@ -65,6 +63,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(fresh_db, tmp_pat
     rng = random.Random(11)
     later = datetime(2027, 1, 1, tzinfo=UTC)
     killed = started = 0
+    spans = {"full": 2.0, "incremental": 2.0}  # how long into a run a kill may land, seconds
     for trial in range(TRIALS):
         if trial:  # change a random slice of the source between trials
             picks = rng.sample(range(N), 300)
@@ -75,14 +74,15 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(fresh_db, tmp_pat
                              for j, i in enumerate(picks)]
             seed(src_url, "hall_db", items_changed, create=False)
         # two in three runs are full refreshes (long), the others incremental (the edits)
+        kind = "full" if trial % 3 != 2 else "incremental"
         log_path = tmp_path / f"trial{trial}.log"
         with log_path.open("w") as log:
-            proc = _sync(cfg, log, *(["--full"] if trial % 3 != 2 else []))
-            time.sleep(rng.uniform(0.5, 3.0))  # somewhere in start-up or inside the run
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                killed += 1
-            proc.wait(timeout=60)
+            proc = _sync(cfg, log, *(["--full"] if kind == "full" else []))
+            lasted = kill_inside_run(proc, log_path, rng, spans[kind])
+        if lasted is None:
+            killed += 1
+        else:  # it ended first: aim earlier in the next run of its kind
+            spans[kind] = min(spans[kind], 0.8 * lasted)
         workers = _worker_pids(log_path)
         started += bool(workers)
         deadline = time.monotonic() + 10
@@ -109,9 +109,10 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(fresh_db, tmp_pat
 
     # the state never claims a version the target does not hold: an item sent in a
     # killed run and unchanged since is unconfirmed until it is next sent
-    assert {code: h for code, h in delivered().items() if h != UNCONFIRMED} == {
-        code: h for code, h in source.items() if delivered().get(code) != UNCONFIRMED}
-    assert set(delivered()) == set(source)
+    after_kills = delivered()
+    assert {code: h for code, h in after_kills.items() if h != UNCONFIRMED} == {
+        code: h for code, h in source.items() if after_kills.get(code) != UNCONFIRMED}
+    assert set(after_kills) == set(source)
     full = subprocess.run([sys.executable, "-m", "syncd.cli", "--config", str(cfg), "sync",
                            "job", "--full"], capture_output=True, text=True, timeout=300)
     assert full.returncode == 0, full.stderr[-2000:]

@@ -7,11 +7,9 @@ its real connector (signing, envelope, batches, receipts), with faults on.
 from __future__ import annotations
 
 import dataclasses
-import signal
+import random
 import subprocess
 import sys
-import time
-import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,17 +17,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from helpers import hashes, kill_inside_run, seed, write_config
 from structlog.testing import capture_logs
-from helpers import hashes, mapping_for, seed, write_config
 
-from connectors.registry import open_channel
 from syncd.cli import main
+from syncd.codes import MAPPINGS_DIR
 from syncd.config import load_config
 from syncd.engine import RunRequest, SyncEngine
 from syncd.mapping import load_mapping
-from syncd.codes import MAPPINGS_DIR
 from syncd.model import content_hash, validate
-from syncd.reconcile import reconcile
 from syncd.sample import edit, generate
 from syncd.sim import PlatformSimulator, serve_in_thread
 from syncd.sqlutil import make_engine
@@ -221,6 +217,7 @@ def test_sigkill_during_push_loses_nothing_and_applies_nothing_twice(tmp_path):
     sim.faults.update({"error_ratio": 0.1, "fault_after_apply_ratio": 0.05, "seed": 2})
     rng = random.Random(99)
     killed = 0
+    spans = {"full": 2.0, "incremental": 2.0}  # how long into a run a kill may land, seconds
     with serve_in_thread(sim) as server:
         cfg = _config(tmp_path, server.url, source_url=src, attempts=6)
         for trial in range(8):
@@ -231,15 +228,18 @@ def test_sigkill_during_push_loses_nothing_and_applies_nothing_twice(tmp_path):
                         2027, 1, 1, tzinfo=UTC) + timedelta(minutes=10 * trial, seconds=j))
                 seed(src, "hall_db", [items[k] for k in picks], create=False)
             # two in three runs are full refreshes (everything re-sent), the others incremental
-            full = ["--full"] if trial % 3 != 2 else []
-            proc = subprocess.Popen([sys.executable, "-m", "syncd.cli", "--config", str(cfg),
-                                     "sync", PUSH, *full], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.8, 2.5))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
+            kind = "full" if trial % 3 != 2 else "incremental"
+            log_path = tmp_path / f"trial{trial}.log"
+            with log_path.open("w") as log:
+                proc = subprocess.Popen([sys.executable, "-m", "syncd.cli", "--config",
+                                         str(cfg), "sync", PUSH,
+                                         *(["--full"] if kind == "full" else [])],
+                                        stdout=subprocess.DEVNULL, stderr=log)
+                lasted = kill_inside_run(proc, log_path, rng, spans[kind])
+            if lasted is None:
                 killed += 1
-            proc.wait(timeout=60)
+            else:  # it ended first: aim earlier in the next run of its kind
+                spans[kind] = min(spans[kind], 0.8 * lasted)
         assert killed >= 4, "the kills must land inside runs"
         sim.faults.update({"error_ratio": 0.0, "fault_after_apply_ratio": 0.0})
         final = subprocess.run([sys.executable, "-m", "syncd.cli", "--config", str(cfg), "sync",
