@@ -8,11 +8,12 @@ file is evaluated as code. The format is documented in ``mappings/README.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import cached_property, partial
+from functools import cache, cached_property, partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -118,8 +119,9 @@ class Mapping:
     @cached_property
     def _read_plans(self) -> tuple[ReadPlan, tuple[Step, ...]]:
         """The read plan of the record and a builder for each child collection, made once."""
-        return _read_plan(self.fields), tuple(
-            _child_builder(CHILDREN[c.name][0], _read_plan(c.fields)) for c in self.children)
+        return (_read_plan(ServiceItem, self.fields, [c.name for c in self.children]),
+                tuple(_child_builder(_read_plan(CHILDREN[c.name][0], c.fields))
+                      for c in self.children))
 
     def to_item(self, record: RawRecord) -> ServiceItem:
         """Map one raw record to a canonical item.
@@ -131,8 +133,8 @@ class Mapping:
         item_code = raw_key if isinstance(raw_key, str) else None
         main_plan, builders = self._read_plans
         try:
-            values = _read_fields(main_plan, record)
-            item_code = values.get("item_code") or item_code
+            item = _read_object(main_plan, record)
+            item_code = item.item_code or item_code
             for child, build in zip(self.children, builders, strict=True):
                 rows = record.get(child.record_key) or []
                 if child.order:
@@ -144,8 +146,8 @@ class Mapping:
                         built.append(build(row))
                     except MappingError as exc:
                         raise exc.within(f"{child.name}[{i}]")
-                values[child.name] = tuple(built)
-            return ServiceItem(**values)
+                _SET[child.name](item, tuple(built))
+            return item
         except MappingError as exc:
             raise exc.located(channel=self.channel, item_code=item_code) from None
 
@@ -183,38 +185,77 @@ class Mapping:
             raise exc.located(channel=self.channel, item_code=item.item_code) from None
 
 
-#: per field: (name, column, reader, plain) — what reading a record needs, as plain tuples
-ReadPlan = tuple[tuple[str, Any, Step, bool], ...]
+@dataclass(frozen=True, slots=True)
+class ReadPlan:
+    """How one canonical class is read from a record, made once per mapping.
+
+    The object is built by setting its slots directly (``object.__new__`` and each
+    slot's descriptor), not through the frozen dataclass's ``__init__``, which
+    costs more than reading the record itself: a reader builds one item and its
+    children for every record it streams. Every field is set, from the record or
+    from the class's default, so the object equals the one ``cls(**values)`` makes.
+    """
+
+    cls: type
+    fields: tuple[tuple[str, Any, Step, bool, Callable[[Any, Any], None]], ...]
+    #: (name, column, reader, plain, set) per mapped field
+    defaults: tuple[tuple[Callable[[Any, Any], None], Any], ...]  # (set, value) of the rest
 
 
-def _read_plan(fields: Sequence[FieldMap]) -> ReadPlan:
-    """Fields as tuples: mapping reads every field of every record, and unpacking a tuple
-    is cheaper than reading a dataclass's attributes. A constant reads through its
-    chain each time, as a column value would."""
-    return tuple((fm.name, fm.column, fm.reader, fm.plain) if fm.column is not None
-                 else (fm.name, _CONST, lambda _none, fm=fm: fm.reader(fm.const), False)
-                 for fm in fields)
+def _read_plan(cls: type, fields: Sequence[FieldMap], later: Sequence[str] = ()) -> ReadPlan:
+    """The plan reading ``fields`` into ``cls``; the fields named in ``later`` (an
+    item's children) are left to the caller. A constant reads through its chain each
+    time, as a column value would.
+
+    Raises:
+        ValueError: a field of ``cls`` without a default is not mapped.
+    """
+    setters = _slot_setters(cls)
+    mapped = tuple((fm.name, fm.column, fm.reader, fm.plain, setters[fm.name])
+                   if fm.column is not None
+                   else (fm.name, _CONST, lambda _none, fm=fm: fm.reader(fm.const), False,
+                         setters[fm.name])
+                   for fm in fields)
+    names = {fm.name for fm in fields} | set(later)
+    defaults = []
+    for f in dataclasses.fields(cls):
+        if f.name in names:
+            continue
+        if f.default is dataclasses.MISSING:
+            raise ValueError(f"{cls.__name__}.{f.name} has no default and is not mapped")
+        defaults.append((setters[f.name], f.default))
+    return ReadPlan(cls, mapped, tuple(defaults))
 
 
+@cache
+def _slot_setters(cls: type) -> dict[str, Callable[[Any, Any], None]]:
+    """Each field's slot descriptor ``__set__``, which a frozen class's ``__setattr__``
+    does not stand in the way of (its own ``__init__`` sets fields the same way)."""
+    return {f.name: getattr(cls, f.name).__set__ for f in dataclasses.fields(cls)}
+
+
+_SET = _slot_setters(ServiceItem)  # an item's children are set once they are read
 _CONST = object()  # the "column" of a constant: no record has it, so it reads as None
 
 
-def _read_fields(plan: ReadPlan, record: RawRecord) -> dict[str, Any]:
-    values: dict[str, Any] = {}
+def _read_object(plan: ReadPlan, record: RawRecord) -> Any:
+    obj = object.__new__(plan.cls)
     get = record.get
     name = None
     try:
-        for name, column, reader, plain in plan:
+        for name, column, reader, plain, put in plan.fields:
             value = get(column)
             # most columns of most channels are plain text: skip the call (same result)
-            values[name] = value if plain and (value is None or value.__class__ is str
-                                               and value) else reader(value)
+            put(obj, value if plain and (value is None or value.__class__ is str and value)
+                else reader(value))
     except MappingError as exc:
         raise exc.located(field=name) from None
-    return values
+    for put, value in plan.defaults:
+        put(obj, value)
+    return obj
 
 
-def _child_builder(cls: type, plan: ReadPlan) -> Step:
+def _child_builder(plan: ReadPlan) -> Step:
     """A child row → its canonical object, remembered by the row's values.
 
     The same materials (身份证, 营业执照 … with the same basis) recur on item after
@@ -224,7 +265,7 @@ def _child_builder(cls: type, plan: ReadPlan) -> Step:
     differently); one holding an unhashable value (a list in a JSON record) is read
     each time. A row that fails to read raises each time and is not remembered.
     """
-    columns = tuple(column for _name, column, _reader, _plain in plan)
+    columns = tuple(column for _name, column, _reader, _plain, _set in plan.fields)
     memory: dict[tuple[Any, ...], Any] = {}
 
     def build(row: RawRecord) -> Any:
@@ -235,8 +276,8 @@ def _child_builder(cls: type, plan: ReadPlan) -> Step:
         except KeyError:
             pass
         except TypeError:
-            return cls(**_read_fields(plan, row))
-        obj = cls(**_read_fields(plan, row))
+            return _read_object(plan, row)
+        obj = _read_object(plan, row)
         if len(memory) >= CHILD_MEMORY:
             memory.clear()
         memory[key] = obj

@@ -168,11 +168,30 @@ CHILD_MEMORY = 1 << 13
 
 
 def remembered(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``fn`` of a child object, remembered. Children are frozen, so hashable and
-    equal by value, and the same ones (身份证, 营业执照 … with the same basis) recur on
-    item after item: validation, the content hash and writers call such a function
-    for every child of every item."""
-    return lru_cache(maxsize=CHILD_MEMORY)(fn)
+    """``fn`` of a child object, remembered by the object's identity.
+
+    Children are frozen, and the same ones (身份证, 营业执照 … with the same basis)
+    recur on item after item as the very same object (a mapping remembers the rows
+    it has read): validation, the content hash and writers call such a function for
+    every child of every item. Keyed by identity, a call costs a dict lookup, where
+    ``lru_cache`` would hash and compare every field of the child each time; an
+    equal child that is another object is computed again, to the same result. The
+    child is kept with its result, so its id cannot be reused while remembered.
+    """
+    memory: dict[int, tuple[Any, Any]] = {}
+
+    def call(obj: Any) -> Any:
+        try:
+            return memory[id(obj)][1]
+        except KeyError:
+            pass
+        result = fn(obj)
+        if len(memory) >= CHILD_MEMORY:
+            memory.clear()
+        memory[id(obj)] = (obj, result)
+        return result
+
+    return call
 
 
 # --- code checks -------------------------------------------------------------

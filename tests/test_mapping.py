@@ -6,11 +6,12 @@ import dataclasses
 from datetime import UTC, datetime
 
 import pytest
-
 from helpers import mapping_for
+
 from syncd import steps
 from syncd.errors import MappingError
 from syncd.mapping import load_mapping
+from syncd.model import Material, ServiceItem, remembered
 from syncd.sample import generate
 
 
@@ -175,3 +176,45 @@ def test_a_child_value_the_channel_cannot_hold_names_its_row():
     with pytest.raises(MappingError) as err:
         mapping.from_item(dataclasses.replace(item, materials=(item.materials[0], odd)))
     assert err.value.field == "materials[1].material_type"
+
+
+@pytest.mark.parametrize("schema", ["hall_db", "edge"])
+def test_a_read_item_is_the_item_its_constructor_makes(schema, tmp_path):
+    """Items are built slot by slot, not through ``__init__``: every field is set (the
+    unmapped ones to their defaults, ``edge`` maps few and no children), the item
+    equals and hashes as the constructor's, and it stays frozen."""
+    if schema == "edge":
+        path = tmp_path / "edge.yaml"
+        path.write_text(_EDGE_MAPPING, encoding="utf-8")
+        mapping = load_mapping(path)
+        records = [{"A": item.item_code, "B": item.item_name, "C": "XK", "D": item.dept_name,
+                    "E": "在用"} for item in generate(20, seed=8)]
+    else:
+        mapping = mapping_for(schema)
+        records = [mapping.from_item(item) for item in generate(50, seed=8)]
+    for record in records:
+        read = mapping.to_item(record)
+        made = ServiceItem(**{f.name: getattr(read, f.name)
+                              for f in dataclasses.fields(ServiceItem)})
+        assert read == made and hash(read) == hash(made)
+        assert {type(m) for m in read.materials} <= {Material}
+        if schema == "edge":
+            assert (read.materials, read.process, read.service_objects) == ((), None, ())
+        else:
+            assert read.materials
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            read.item_name = "改名"  # type: ignore[misc]
+
+
+def test_a_remembered_function_answers_an_equal_copy_as_the_original():
+    calls = []
+
+    def view(material):
+        calls.append(material)
+        return material.name
+
+    remember = remembered(view)
+    first = Material("身份证", legal_basis="《居民身份证法》")
+    copy = dataclasses.replace(first)
+    assert [remember(first), remember(first), remember(copy)] == ["身份证"] * 3
+    assert [c is first for c in calls] == [True, False]  # the copy computed again
