@@ -27,7 +27,13 @@ from typing import Any
 import structlog
 
 from connectors.registry import open_channel
-from syncd.child_process import helper_context, replay_log, reporting_to, send_logs_to
+from syncd.child_process import (
+    freeze_what_is_loaded,
+    helper_context,
+    replay_log,
+    reporting_to,
+    send_logs_to,
+)
 from syncd.config import ChannelConfig
 from syncd.errors import ConfigError, ConnectorError, MappingError, StateError
 from syncd.item_stream import Hashed, Remote, sorted_items
@@ -148,6 +154,7 @@ def _read(conn: Connection, opener: OpenChannel, name: str,
             store = StateStore(state_url) if state_url else None  # migrated by the parent
             seen = (open_seen(store, name, mapping, getattr(connector, "record_shape", ""))
                     if store is not None else None)
+            freeze_what_is_loaded()
             batch: list[tuple[str, str | None, Any, Any]] = []
             digest = "content" if store is not None else "exact"
             for code, value in sorted_items(connector, mapping, Path(workdir), keys=keys,

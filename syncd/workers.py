@@ -37,6 +37,7 @@ import structlog
 from syncd.channel_reader import Opener
 from syncd.child_process import (
     die_with_engine,
+    freeze_what_is_loaded,
     helper_context,
     replay_log,
     reporting_to,
@@ -219,6 +220,7 @@ def _work(conn: Connection, stop: Any, config: Config, job_name: str, store_url:
             (source, source_map), targets = channels[0], channels[1:]
             run_page = PageRunner(job, source_map, targets, store, config.retry, time.sleep,
                                   run_id, force=force, dry_run=False)
+            freeze_what_is_loaded()
             for page in source.scan_range(job.page_size, after, upto):
                 if lifeline.gone():
                     return
