@@ -197,8 +197,8 @@ class ReadPlan:
     """
 
     cls: type
-    fields: tuple[tuple[str, Any, Step, bool, Callable[[Any, Any], None]], ...]
     #: (name, column, reader, plain, set) per mapped field
+    fields: tuple[tuple[str, Any, Step, bool, Callable[[Any, Any], None]], ...]
     defaults: tuple[tuple[Callable[[Any, Any], None], Any], ...]  # (set, value) of the rest
 
 
