@@ -134,16 +134,17 @@ def alive(pid: int) -> bool:
 
 
 def kill_inside_run(proc: subprocess.Popen, log_path: Path, rng: random.Random,
-                    span: float) -> float | None:
-    """SIGKILL ``proc`` at a random moment of its run: once its log says ``run_started``,
-    within ``span`` seconds of that. None when it was killed; else the seconds its run
-    lasted (it ended first), so the caller can aim inside the next run.
+                    span: float, after: str = "run_started") -> float | None:
+    """SIGKILL ``proc`` at a random moment of its run: once its log holds the event
+    ``after`` (the run's start, or say its workers' start), within ``span`` seconds of
+    that. None when it was killed; else the seconds it ran on (it ended first), so the
+    caller can aim inside the next run.
 
     The moment is taken from the run's own log rather than from the process's start,
     so the kills land inside runs however fast this machine runs them."""
-    while "run_started" not in log_path.read_text(encoding="utf-8", errors="replace"):
+    while f'"{after}"' not in log_path.read_text(encoding="utf-8", errors="replace"):
         if proc.poll() is not None:
-            raise AssertionError("the sync ended without starting a run:\n"
+            raise AssertionError(f"the sync ended before its log said {after}:\n"
                                  + log_path.read_text(encoding="utf-8")[-2000:])
         time.sleep(0.01)
     started = time.monotonic()

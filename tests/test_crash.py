@@ -63,7 +63,9 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(fresh_db, tmp_pat
     rng = random.Random(11)
     later = datetime(2027, 1, 1, tzinfo=UTC)
     killed = started = 0
-    spans = {"full": 2.0, "incremental": 2.0}  # how long into a run a kill may land, seconds
+    # how long after its anchor event a kill may land, seconds, per kind of run and anchor
+    spans = {(kind, after): 2.0 for kind in ("full", "incremental")
+             for after in ("run_started", "sync_workers_started")}
     for trial in range(TRIALS):
         if trial:  # change a random slice of the source between trials
             picks = rng.sample(range(N), 300)
@@ -75,14 +77,17 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(fresh_db, tmp_pat
             seed(src_url, "hall_db", items_changed, create=False)
         # two in three runs are full refreshes (long), the others incremental (the edits)
         kind = "full" if trial % 3 != 2 else "incremental"
+        # every other full run is killed once its workers have started, so that some
+        # kills find them running: the rest land anywhere from the run's start
+        after = "sync_workers_started" if kind == "full" and trial % 2 == 0 else "run_started"
         log_path = tmp_path / f"trial{trial}.log"
         with log_path.open("w") as log:
             proc = _sync(cfg, log, *(["--full"] if kind == "full" else []))
-            lasted = kill_inside_run(proc, log_path, rng, spans[kind])
+            lasted = kill_inside_run(proc, log_path, rng, spans[kind, after], after)
         if lasted is None:
             killed += 1
         else:  # it ended first: aim earlier in the next run of its kind
-            spans[kind] = min(spans[kind], 0.8 * lasted)
+            spans[kind, after] = min(spans[kind, after], 0.8 * lasted)
         workers = _worker_pids(log_path)
         started += bool(workers)
         deadline = time.monotonic() + 10
