@@ -133,25 +133,34 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def kill_inside_run(proc: subprocess.Popen, log_path: Path, rng: random.Random,
-                    span: float, after: str = "run_started") -> float | None:
-    """SIGKILL ``proc`` at a random moment of its run: once its log holds the event
-    ``after`` (the run's start, or say its workers' start), within ``span`` seconds of
-    that. None when it was killed; else the seconds it ran on (it ended first), so the
-    caller can aim inside the next run.
+class RunKiller:
+    """SIGKILLs sync processes at random moments of their runs.
 
-    The moment is taken from the run's own log rather than from the process's start,
-    so the kills land inside runs however fast this machine runs them."""
-    while f'"{after}"' not in log_path.read_text(encoding="utf-8", errors="replace"):
-        if proc.poll() is not None:
-            raise AssertionError(f"the sync ended before its log said {after}:\n"
-                                 + log_path.read_text(encoding="utf-8")[-2000:])
-        time.sleep(0.01)
-    started = time.monotonic()
-    try:
-        proc.wait(timeout=rng.uniform(0.0, span))
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-        return None
-    return time.monotonic() - started
+    The moment is taken from the run's own log (an event such as ``run_started``)
+    rather than from the process's start, so the kills land inside runs however fast
+    this machine runs them. A kill lands within a span of that event, one span per
+    kind of run and event; when a run ends first, its kind's span shrinks to aim
+    inside the next one."""
+
+    def __init__(self, rng: random.Random, span: float = 2.0) -> None:
+        self.rng, self.span = rng, span
+        self.spans: dict[tuple[str, str], float] = {}
+
+    def kill(self, proc: subprocess.Popen, log_path: Path, kind: str,
+             after: str = "run_started") -> bool:
+        """Kill ``proc`` once its log holds the event ``after``; False if it ended first."""
+        while f'"{after}"' not in log_path.read_text(encoding="utf-8", errors="replace"):
+            if proc.poll() is not None:
+                raise AssertionError(f"the sync ended before its log said {after}:\n"
+                                     + log_path.read_text(encoding="utf-8")[-2000:])
+            time.sleep(0.01)
+        span = self.spans.get((kind, after), self.span)
+        started = time.monotonic()
+        try:
+            proc.wait(timeout=self.rng.uniform(0.0, span))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+            return True
+        self.spans[kind, after] = min(span, 0.8 * (time.monotonic() - started))
+        return False

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from helpers import alive, hashes, kill_inside_run, seed, write_config
+from helpers import RunKiller, alive, hashes, seed, write_config
 
 from connectors.registry import open_channel
 from syncd.config import load_config
@@ -63,9 +63,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(fresh_db, tmp_pat
     rng = random.Random(11)
     later = datetime(2027, 1, 1, tzinfo=UTC)
     killed = started = 0
-    # how long after its anchor event a kill may land, seconds, per kind of run and anchor
-    spans = {(kind, after): 2.0 for kind in ("full", "incremental")
-             for after in ("run_started", "sync_workers_started")}
+    killer = RunKiller(rng)
     for trial in range(TRIALS):
         if trial:  # change a random slice of the source between trials
             picks = rng.sample(range(N), 300)
@@ -83,11 +81,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(fresh_db, tmp_pat
         log_path = tmp_path / f"trial{trial}.log"
         with log_path.open("w") as log:
             proc = _sync(cfg, log, *(["--full"] if kind == "full" else []))
-            lasted = kill_inside_run(proc, log_path, rng, spans[kind, after], after)
-        if lasted is None:
-            killed += 1
-        else:  # it ended first: aim earlier in the next run of its kind
-            spans[kind, after] = min(spans[kind, after], 0.8 * lasted)
+            killed += killer.kill(proc, log_path, kind, after)
         workers = _worker_pids(log_path)
         started += bool(workers)
         deadline = time.monotonic() + 10

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-from helpers import hashes, kill_inside_run, seed, write_config
+from helpers import RunKiller, hashes, seed, write_config
 from structlog.testing import capture_logs
 
 from syncd.cli import main
@@ -217,7 +217,7 @@ def test_sigkill_during_push_loses_nothing_and_applies_nothing_twice(tmp_path):
     sim.faults.update({"error_ratio": 0.1, "fault_after_apply_ratio": 0.05, "seed": 2})
     rng = random.Random(99)
     killed = 0
-    spans = {"full": 2.0, "incremental": 2.0}  # how long into a run a kill may land, seconds
+    killer = RunKiller(rng)
     with serve_in_thread(sim) as server:
         cfg = _config(tmp_path, server.url, source_url=src, attempts=6)
         for trial in range(8):
@@ -235,11 +235,7 @@ def test_sigkill_during_push_loses_nothing_and_applies_nothing_twice(tmp_path):
                                          str(cfg), "sync", PUSH,
                                          *(["--full"] if kind == "full" else [])],
                                         stdout=subprocess.DEVNULL, stderr=log)
-                lasted = kill_inside_run(proc, log_path, rng, spans[kind])
-            if lasted is None:
-                killed += 1
-            else:  # it ended first: aim earlier in the next run of its kind
-                spans[kind] = min(spans[kind], 0.8 * lasted)
+                killed += killer.kill(proc, log_path, kind)
         assert killed >= 4, "the kills must land inside runs"
         sim.faults.update({"error_ratio": 0.0, "fault_after_apply_ratio": 0.0})
         final = subprocess.run([sys.executable, "-m", "syncd.cli", "--config", str(cfg), "sync",
