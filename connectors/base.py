@@ -21,6 +21,26 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 RawRecord = dict[str, Any]
 
+
+class SharedRow(dict):  # type: ignore[type-arg]
+    """A child row a connector hands out as one object to every record that has a row
+    with these values (the same 身份证 or 营业执照 material recurs on item after item).
+
+    A mapping reads such a row once and then knows it by identity; building a dict
+    and reading it again for each of hundreds of thousands of equal rows costs more
+    than fetching them. Being shared, it refuses to be changed."""
+
+    __slots__ = ()
+
+    def _refuse(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise TypeError("a SharedRow is shared by many records and cannot be changed")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self) -> tuple[type, tuple[dict[str, Any]]]:
+        return SharedRow, (dict(self),)  # pickled and copied whole, not key by key
+
 Outcome = Literal["delivered", "unchanged", "retry", "rejected", "conflict"]
 
 

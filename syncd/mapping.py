@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from connectors.base import SharedRow
 from syncd import steps
 from syncd.codes import load_code_tables
 from syncd.errors import MappingError
@@ -264,11 +265,13 @@ def _child_builder(plan: ReadPlan) -> Step:
     is remembered by its values and their types (``1`` and ``True`` read
     differently); one holding an unhashable value (a list in a JSON record) is read
     each time. A row that fails to read raises each time and is not remembered.
+    A connector's :class:`~connectors.base.SharedRow` is one object for all rows of
+    the same values: it is known by its identity, without looking at its values.
     """
     columns = tuple(column for _name, column, _reader, _plain, _set in plan.fields)
     memory: dict[tuple[Any, ...], Any] = {}
 
-    def build(row: RawRecord) -> Any:
+    def by_values(row: RawRecord) -> Any:
         values = tuple(map(row.get, columns))
         key = (values, tuple(map(type, values)))
         try:
@@ -282,6 +285,11 @@ def _child_builder(plan: ReadPlan) -> Step:
             memory.clear()
         memory[key] = obj
         return obj
+
+    by_identity = remembered(by_values)
+
+    def build(row: RawRecord) -> Any:
+        return by_identity(row) if row.__class__ is SharedRow else by_values(row)
 
     return build
 

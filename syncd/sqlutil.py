@@ -227,13 +227,19 @@ def _processed(rows: list[tuple[Any, ...]], touched: list[tuple[int, Callable[[A
 
 
 def fetch_dicts(conn: Connection, query: Select[Any]) -> list[dict[str, Any]]:
-    """Every row of ``query`` as a dict keyed by column name, taken from the driver's
-    cursor in one ``fetchall``.
+    """Every row of ``query`` as a dict keyed by column name (:func:`fetch_rows`)."""
+    keys, rows = fetch_rows(conn, query)
+    return [dict(zip(keys, row)) for row in rows]
+
+
+def fetch_rows(conn: Connection, query: Select[Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """(column names, every row of ``query`` as a tuple), taken from the driver's cursor
+    in one ``fetchall``.
 
     The read-side twin of :func:`insert_many`: only the columns whose type has a
     result processor (a datetime stored as text in SQLite, say) are touched again,
-    through the processor SQLAlchemy would apply; SQLAlchemy's ``Row`` objects,
-    which would be built only to become dicts, are skipped.
+    through the processor SQLAlchemy would apply; SQLAlchemy's ``Row`` objects are
+    skipped.
     """
     result = conn.execute(query)
     try:
@@ -246,7 +252,7 @@ def fetch_dicts(conn: Connection, query: Select[Any]) -> list[dict[str, Any]]:
         rows = result.cursor.fetchall()
     finally:
         result.close()
-    return [dict(zip(keys, row)) for row in _processed(rows, touched)]
+    return keys, _processed(rows, touched)
 
 
 def _portable_upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from helpers import mapping_for
 
+from connectors.base import SharedRow
 from syncd import steps
 from syncd.errors import MappingError
 from syncd.mapping import load_mapping
@@ -218,3 +219,16 @@ def test_a_remembered_function_answers_an_equal_copy_as_the_original():
     copy = dataclasses.replace(first)
     assert [remember(first), remember(first), remember(copy)] == ["身份证"] * 3
     assert [c is first for c in calls] == [True, False]  # the copy computed again
+
+
+def test_shared_child_rows_read_as_plain_ones_do():
+    """A connector's ``SharedRow`` is known by its identity; what it reads to is what the
+    same values in a plain dict read to, and one that recurs is read once."""
+    mapping = mapping_for("hall_db")
+    for item in generate(30, seed=9):
+        plain = mapping.from_item(item)
+        shared = dict(plain, materials=[SharedRow(row) for row in plain["materials"]])
+        assert mapping.to_item(shared) == mapping.to_item(plain) == item
+        again = mapping.to_item(shared)
+        assert all(a is b for a, b in zip(again.materials, mapping.to_item(shared).materials,
+                                          strict=True))

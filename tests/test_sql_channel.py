@@ -4,15 +4,17 @@ upserts, child rows replaced, a refused record isolated, client encodings."""
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-
 from conftest import DB_KINDS
-from connectors.sql import SqlChannel
-from connectors.sql.channel import read_committed_logs
 from helpers import mapping_for, open_sql, seed
+
+from connectors.base import SharedRow
+from connectors.sql import SqlChannel
+from connectors.sql.channel import SharedRows, read_committed_logs
 from syncd.legacy_schemas import create_legacy_tables
 from syncd.model import Material
 from syncd.sample import generate
@@ -112,6 +114,43 @@ def test_rewriting_is_idempotent_and_replaces_child_rows(fresh_db, kind):
         n = conn.execute(sa.select(sa.func.count()).select_from(ch.children[0][1])).scalar()
     assert n == sum(len(got[c].materials) for c in got)
     ch.close()
+
+
+def test_equal_child_rows_are_read_as_one_shared_row_that_refuses_changes(fresh_db, kind):
+    """The recurring materials of a table of items are one ``SharedRow`` each: equal rows
+    of different items are the same object, without the parent key (it is a different
+    one on every item), and the object cannot be changed by one of the records."""
+    url = fresh_db(kind)
+    items = list(generate(200, seed=5))
+    seed(url, "hall_db", items)
+    ch = open_sql(url, "hall_db")
+    rows = [row for p in ch.scan(70) for r in p.records for row in r["materials"]]
+    assert len(rows) == sum(len(i.materials) for i in items)
+    assert all(type(row) is SharedRow and "SXBM" not in row for row in rows)
+    by_values: dict = {}
+    for row in rows:
+        by_values.setdefault(tuple(row.items()), set()).add(id(row))
+    assert all(len(ids) == 1 for ids in by_values.values())
+    assert len(by_values) < len(rows)  # some did recur
+    with pytest.raises(TypeError, match="shared"):
+        rows[0]["CLMC"] = "改名"
+    assert pickle.loads(pickle.dumps(rows[0])) == rows[0]
+    ch.close()
+
+
+def test_shared_rows_tell_equal_values_of_other_types_apart():
+    shared = SharedRows(["FS", "CLMC"], 2)
+    got = list(shared.rows([(1, "身份证", "P1"), (1.0, "身份证", "P2"), (True, "身份证", "P3"),
+                            (1, "身份证", "P4"), ([1], "身份证", "P5")]))
+    assert [parent for parent, _row in got] == ["P1", "P2", "P3", "P4", "P5"]
+    rows = [row for _parent, row in got]
+    assert rows[0] is rows[3]
+    assert len({id(r) for r in rows[:3]}) == 3
+    assert [type(v) for v in (rows[0]["FS"], rows[1]["FS"], rows[2]["FS"])] == [int, float, bool]
+    assert type(rows[4]) is dict and rows[4] == {"FS": [1], "CLMC": "身份证"}  # unhashable
+    mapped = SharedRows(["SXBM", "CLMC"], 0)  # a field maps the parent key: it stays
+    (_p1, a), (_p2, b) = mapped.rows([("P1", "身份证"), ("P2", "身份证")])
+    assert a == {"SXBM": "P1", "CLMC": "身份证"} and a is not b
 
 
 def test_a_refused_record_is_isolated_and_the_rest_of_the_batch_lands(fresh_db, kind):

@@ -8,7 +8,7 @@ other dialect by URL (portable upsert). SQLAlchemy errors end here.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,11 +17,11 @@ from sqlalchemy import MetaData, Table, and_, delete, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import NoSuchTableError, OperationalError, SQLAlchemyError, StatementError
 
-from connectors.base import Page, RawRecord, Receipt
+from connectors.base import Page, RawRecord, Receipt, SharedRow
 from syncd.errors import ConnectorError, TransferError, TransientTransferError
 from syncd.mapping import ChildMap, Mapping
-from syncd.model import STATUS_CANCELLED
-from syncd.sqlutil import fetch_dicts, insert_rows, one_of, upsert
+from syncd.model import CHILD_MEMORY, STATUS_CANCELLED
+from syncd.sqlutil import fetch_dicts, fetch_rows, insert_rows, one_of, upsert
 
 
 class SqlChannel:
@@ -48,16 +48,20 @@ class SqlChannel:
         self.cursor_col = self.table.c[mapping.cursor] if mapping.cursor else None
         self.children: list[tuple[ChildMap, Table]] = []
         # child rows are read as the mapping's columns only: a surrogate id that changes
-        # whenever the rows are rewritten is not content
+        # whenever the rows are rewritten is not content. The parent key comes last, and
+        # is left out of the row (``SharedRow``) unless a field maps it
         self._child_cols: dict[str, list[Any]] = {}
+        self._shared: dict[str, SharedRows] = {}
         for child in mapping.children:
             if child.table:
-                cols = list(dict.fromkeys([f.column for f in child.fields if f.column]
-                                          + [child.parent_key or ""]
-                                          + ([child.order] if child.order else [])))
+                values = list(dict.fromkeys([f.column for f in child.fields if f.column]
+                                            + ([child.order] if child.order else [])))
+                parent_key = child.parent_key or ""
+                cols = values if parent_key in values else [*values, parent_key]
                 table = self._reflect(md, child.table, cols)
                 self.children.append((child, table))
                 self._child_cols[child.name] = [table.c[c] for c in cols]
+                self._shared[child.name] = SharedRows(values, cols.index(parent_key))
         self._main_names = frozenset(self.table.c.keys())
         self._read_committed: bool | None = None  # MySQL: see _write_isolation
         self._select_cols = [self.table.c[c] for c in dict.fromkeys(
@@ -209,9 +213,12 @@ class SqlChannel:
                 return
 
     def _fetch(self, query: Any) -> list[dict[str, Any]]:
+        return self._fetched(fetch_dicts, query)
+
+    def _fetched(self, fetch: Callable[[Connection, Any], Any], query: Any) -> Any:
         try:
             with self.engine.connect() as conn:
-                return fetch_dicts(conn, query)
+                return fetch(conn, query)
         except SQLAlchemyError as exc:
             raise self._translate(exc, "read") from exc
 
@@ -232,8 +239,9 @@ class SqlChannel:
                 fk.between(*key_range) if key_range
                 else one_of(self.engine.dialect.name, fk, list(by_key))).order_by(
                 fk, *table.primary_key.columns)
-            for row in self._fetch(q):
-                parent = by_key.get(row[fk.name])
+            _names, found = self._fetched(fetch_rows, q)
+            for parent_key, row in self._shared[child.name].rows(found):
+                parent = by_key.get(parent_key)
                 if parent is not None:
                     parent[child.record_key].append(row)
         return rows
@@ -324,6 +332,41 @@ class SqlChannel:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class SharedRows:
+    """A child table's rows as :class:`SharedRow` objects: one object for every row with
+    the same values (and value types: ``1`` and ``1.0`` are told apart), so that the
+    recurring materials of a table of items cost one dict each, not one per row.
+
+    Args:
+        names: the row's columns, in the order the query selects them.
+        parent_at: where the parent key stands in a fetched row; when it is past
+            ``names`` it is left out of the row (it differs on every item).
+    """
+
+    def __init__(self, names: Sequence[str], parent_at: int) -> None:
+        self.names, self.parent_at = list(names), parent_at
+        self._own_column = parent_at >= len(names)
+        self._memory: dict[tuple[Any, ...], SharedRow] = {}
+
+    def rows(self, fetched: Sequence[tuple[Any, ...]]) -> Iterator[tuple[Any, RawRecord]]:
+        """(parent key, row) of each fetched row; a row holding an unhashable value (an
+        array column) is a plain dict of its own."""
+        names, at, memory = self.names, self.parent_at, self._memory
+        for row in fetched:
+            values = row[:at] if self._own_column else row
+            key = (values, tuple(map(type, values)))
+            try:
+                shared = memory.get(key)
+            except TypeError:
+                yield row[at], dict(zip(names, values))
+                continue
+            if shared is None:
+                if len(memory) >= CHILD_MEMORY:
+                    memory.clear()
+                shared = memory[key] = SharedRow(zip(names, values))
+            yield row[at], shared
 
 
 def read_committed_logs(log_bin: Any, binlog_format: Any) -> bool:
