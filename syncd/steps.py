@@ -136,7 +136,7 @@ def fast_read(slow: Step, *, text: Callable[[str], str] | None, kind: str,
                     except KeyError:
                         pass
             return slow(value)
-        return read_codes
+        return remembered_text(read_codes)
     if table is not None and kind != "codes":
         def read_code(value: Any) -> Any:
             if value.__class__ is str:
@@ -147,7 +147,7 @@ def fast_read(slow: Step, *, text: Callable[[str], str] | None, kind: str,
                     except KeyError:
                         pass
             return slow(value)
-        return read_code
+        return remembered_text(read_code)
     if kind in ("text", "phone", "code"):
         def read_text(value: Any) -> Any:
             if value.__class__ is str:
@@ -157,6 +157,34 @@ def fast_read(slow: Step, *, text: Callable[[str], str] | None, kind: str,
             return slow(value)
         return read_text
     return slow
+
+
+#: how many distinct texts a code field's reader remembers
+TEXT_MEMORY = 1 << 12
+_UNSEEN = object()
+
+
+def remembered_text(read: Step, size: int = TEXT_MEMORY) -> Step:
+    """``read`` (a code field's, which gives an immutable value) remembered for the texts
+    it is given: a code column holds a handful of distinct values (XK, 是, 自然人,企业法人 …)
+    on every record, each worth reading once. A text that fails to read raises each
+    time and is not remembered; values of other types are read each time. Past ``size``
+    texts, what is remembered is forgotten and remembering starts again."""
+    memory: dict[str, Any] = {}
+    get = memory.get
+
+    def remembered(value: Any) -> Any:
+        if value.__class__ is not str:
+            return read(value)
+        out = get(value, _UNSEEN)
+        if out is _UNSEEN:
+            out = read(value)
+            if len(memory) >= size:
+                memory.clear()
+            memory[value] = out
+        return out
+
+    return remembered
 
 
 def _halfwidth(s: str) -> str:

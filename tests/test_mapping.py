@@ -101,7 +101,8 @@ def test_each_readers_shortcut_gives_what_its_whole_chain_gives(schema, tmp_path
     """The reader's shortcut for common values must change nothing: same value, same
     type, same error as running every step of the chain. ``edge``: the shapes the
     shipped mappings do not use (codes without split, codes that need coercing, steps
-    on numbers and times, defaults)."""
+    on numbers and times, defaults). Every value is read twice: a code field's reader
+    answers the second time from memory (``steps.remembered_text``)."""
     if schema == "edge":
         (tmp_path / "edge.yaml").write_text(_EDGE_MAPPING, encoding="utf-8")
         mapping = load_mapping(tmp_path / "edge.yaml")
@@ -114,8 +115,27 @@ def test_each_readers_shortcut_gives_what_its_whole_chain_gives(schema, tmp_path
         seen = [r.get(fm.column) for r in records if fm.column] + [
             row.get(fm.column) for r in records for child in mapping.children
             for row in r.get(child.record_key) or [] if fm.column]
-        for value in [*_ODD_VALUES, *seen]:
+        for value in [*_ODD_VALUES, *seen] * 2:
             assert _outcome(fm.reader, value) == _outcome(whole, value), (fm.name, value)
+
+
+def test_a_remembered_reader_reads_each_text_once_and_failures_every_time():
+    calls = []
+
+    def read(value):
+        calls.append(value)
+        if value == "ZZ":
+            raise MappingError("unknown code")
+        return (value,)
+
+    reader = steps.remembered_text(read, size=2)
+    assert [reader(v) for v in ("XK", "XK", 1, 1)] == [("XK",)] * 2 + [(1,)] * 2
+    for _ in range(2):
+        with pytest.raises(MappingError):
+            reader("ZZ")
+    assert calls == ["XK", 1, 1, "ZZ", "ZZ"]
+    reader("QR"), reader("ST"), reader("XK")  # past its size: forgotten, read again
+    assert calls[-3:] == ["QR", "ST", "XK"]
 
 
 def test_a_column_written_by_two_fields_is_refused_at_its_line(tmp_path):
