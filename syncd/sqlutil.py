@@ -111,7 +111,8 @@ def insert_many(conn: Connection, stmt: Any, rows: Sequence[dict[str, Any]]) -> 
         return
     columns = list(rows[0])
     compiled = stmt.compile(dialect=conn.dialect, column_keys=columns, for_executemany=True)
-    if compiled.escaped_bind_names or any(r.keys() != rows[0].keys() for r in rows):
+    first = rows[0].keys()
+    if compiled.escaped_bind_names or any(map(first.__ne__, map(dict.keys, rows))):
         conn.execute(stmt, list(rows))
         return
     binds = compiled.binds

@@ -267,8 +267,13 @@ class SqlChannel:
     def _write_batch(self, records: Sequence[RawRecord]) -> None:
         key, names = self.key.name, self._main_names
         main_rows, child_rows = [], {c.name: [] for c, _ in self.children}
+        child_keys = [child.record_key for child, _table in self.children]
         for rec in records:
-            main = {k: v for k, v in rec.items() if k in names}
+            main = rec.copy()  # a record is its columns and its children: drop those
+            for child_key in child_keys:
+                main.pop(child_key, None)
+            if not main.keys() <= names:
+                main = {k: v for k, v in main.items() if k in names}
             main_rows.append(main)
             for child, _table in self.children:
                 child_rows[child.name].extend(rec.get(child.record_key) or [])

@@ -60,16 +60,17 @@ class PageRunner:
         for target, target_map in self.targets:
             changes = compare(self.store, job.name, target.name, mapped.items,      # compare
                               force=self.force)
-            unchanged += len(mapped.items) - len(changes)
+            unchanged += len(mapped.items) - len(changes.items)
             if self.dry_run:
-                would_deliver += len(changes)
+                would_deliver += len(changes.items)
                 continue
-            codes = [m.item.item_code for m in changes]
-            base = self.store.delivered_versions(job.name, target.name, codes) \
+            base = self.store.delivered_versions(
+                job.name, target.name, [m.item.item_code for m in changes.items]) \
                 if job.two_way else None
-            self.store.unconfirm(job.name, target.name, codes)  # until this page is recorded
-            loaded = load(target, target_map, changes, self.policy, sleep=self.sleep,  # load
-                          base_versions=base, job=job.name, run_id=self.run_id)
+            # until this page is recorded
+            self.store.unconfirm(job.name, target.name, changes.delivered_before)
+            loaded = load(target, target_map, changes.items, self.policy,             # load
+                          sleep=self.sleep, base_versions=base, job=job.name, run_id=self.run_id)
             if job.two_way:
                 loaded = settle_conflicts(target, target_map, loaded)
             outcomes.append(outcome_of(target.name, loaded))

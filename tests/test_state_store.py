@@ -1,0 +1,29 @@
+"""The state store's record of a page, on SQLite, PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import DB_KINDS
+
+from syncd.state.store import Delivered, Failed, PageOutcome, open_store
+
+
+@pytest.mark.parametrize("kind", DB_KINDS)
+def test_a_delivery_clears_the_items_retry_and_no_other(fresh_db, kind):
+    """An item waiting in the outbox leaves it once a page delivers it; another
+    target's retry of the same item, and other items' retries, stay."""
+    store = open_store(fresh_db(kind))
+    waiting = [PageOutcome(target, failed=[Failed(code, "h0", {"item_code": code}, "timeout",
+                                                  "pending")])
+               for target in ("portal", "platform") for code in ("A", "B")]
+    store.record_page("job", "run-1", outcomes=waiting, source="hall")
+    assert len(store.outbox(job="job")) == 4
+    store.record_page("job", "run-2", outcomes=[PageOutcome("portal", delivered=[
+        Delivered("A", "h1"), Delivered("C", "h1")])], source="hall")
+    left = sorted((r["target"], r["item_code"]) for r in store.outbox(job="job"))
+    assert left == [("platform", "A"), ("platform", "B"), ("portal", "B")]
+    assert store.delivered_hashes("job", "portal", ["A", "B", "C"]) == {"A": "h1", "C": "h1"}
+    store.record_page("job", "run-3", outcomes=[PageOutcome("other", delivered=[
+        Delivered("A", "h1")])], source="hall")  # a target with nothing waiting
+    assert len(store.outbox(job="job")) == 3
+    store.close()
