@@ -434,7 +434,7 @@ def content_hash(item: ServiceItem) -> str:
     return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
-# --- plain-data form (outbox payloads, JSON reports) --------------------------
+# --- plain-data form (outbox payloads for operators to read, JSON reports) ----
 
 def to_data(item: ServiceItem) -> dict[str, Any]:
     """The item as JSON-ready plain data."""
@@ -442,15 +442,3 @@ def to_data(item: ServiceItem) -> dict[str, Any]:
     if item.updated_at is not None:
         data["updated_at"] = item.updated_at.isoformat()
     return data
-
-
-def from_data(data: dict[str, Any]) -> ServiceItem:
-    """Rebuild an item from :func:`to_data` output."""
-    values = dict(data)
-    if values.get("updated_at"):
-        values["updated_at"] = datetime.fromisoformat(values["updated_at"])
-    values["service_objects"] = tuple(values.get("service_objects") or ())
-    values["handle_modes"] = tuple(values.get("handle_modes") or ())
-    values["materials"] = tuple(Material(**m) for m in values.get("materials") or ())
-    values["fees"] = tuple(Fee(**f) for f in values.get("fees") or ())
-    return ServiceItem(**values)

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import random
 import tracemalloc
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -16,7 +17,6 @@ from syncd.model import (
     ServiceItem,
     comparison_view,
     content_hash,
-    from_data,
     kept_json,
     to_data,
     uscc_check_char,
@@ -81,9 +81,15 @@ def test_hash_ignores_cosmetics_and_material_order_but_not_content():
     assert content_hash(a) == content_hash(dataclasses.replace(a, version=9))  # metadata
 
 
-def test_plain_data_round_trip():
-    a = item()
-    assert from_data(to_data(a)) == a
+def test_plain_data_holds_every_field_as_json():
+    """What an outbox row keeps for operators to read: the whole item, as JSON."""
+    a = item(updated_at=datetime(2026, 12, 7, 8, 0, tzinfo=UTC), service_objects=("1", "2"))
+    data = orjson.loads(orjson.dumps(to_data(a)))
+    assert set(data) == {f.name for f in dataclasses.fields(ServiceItem)}
+    assert data["updated_at"] == "2026-12-07T08:00:00+00:00"
+    assert data["service_objects"] == ["1", "2"] and data["fees"] == []
+    assert data["materials"][1] == {f.name: getattr(a.materials[1], f.name)
+                                    for f in dataclasses.fields(Material)}
 
 
 def test_content_hash_is_the_hash_of_the_comparison_view():
