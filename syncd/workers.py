@@ -71,6 +71,13 @@ def workers_for(job: JobConfig) -> int:
     return job.workers or default_workers()
 
 
+def sql_urls(config: Config, job: str) -> list[str]:
+    """The URLs of the job's SQL channels: what its workers' fork server preloads."""
+    spec = config.job(job)
+    return [cfg.url for cfg in (config.channels[n] for n in (spec.source, *spec.targets))
+            if cfg.kind == "sql"]
+
+
 def default_workers() -> int:
     """One worker per CPU this process may use, at most four: past that the databases
     are the bottleneck."""
@@ -143,7 +150,7 @@ def sync_apart(config: Config, job: str, store_url: str, split: Split, *,
     """Start one worker per range left of ``split``; they are asked to stop as soon as
     ``stop_when`` is set. Workers still running on the way out after an error are
     killed: what they were writing was not recorded, and is sent again next run."""
-    ctx = helper_context()
+    ctx = helper_context(sql_urls(config, job))
     stop = ctx.RawValue(ctypes.c_bool, False)
     procs: list[tuple[int, Any, Connection]] = []
     clean = False

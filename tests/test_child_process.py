@@ -127,3 +127,38 @@ def test_a_fork_server_ends_after_its_engine_and_helpers():
         engine.kill()
         engine.wait(timeout=10)
         assert _gone_within([server_pid], 10), "the fork server outlived its engine"
+
+
+def test_a_fork_server_preloads_the_drivers_of_its_helpers_channels_only(tmp_path):
+    """Every helper holds what its fork server imported: a server started for SQLite
+    channels has not loaded psycopg or PyMySQL, one started for PostgreSQL has."""
+    script = textwrap.dedent('''
+        import sys
+        from syncd.child_process import helper_context, start_helpers
+
+        def report(conn):
+            conn.send(sorted(m for m in ("psycopg", "pymysql") if m in sys.modules))
+
+        if __name__ == "__main__":
+            start_helpers(sys.argv[1:])
+            ctx = helper_context()
+            r, w = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=report, args=(w,))
+            proc.start()
+            print(r.recv(), flush=True)
+            proc.join()
+    ''')
+    (tmp_path / "preload.py").write_text(script, encoding="utf-8")
+    sqlite = f"sqlite:///{tmp_path / 'a.db'}"
+
+    def loaded(*urls: str) -> str:
+        done = subprocess.run([sys.executable, str(tmp_path / "preload.py"), *urls],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip()
+
+    assert loaded(sqlite) == "[]"
+    assert loaded(sqlite, "postgresql+psycopg://u@127.0.0.1/db") == "['psycopg']"
+    assert loaded("mysql+pymysql://root@127.0.0.1/test") == "['pymysql']"
+    # a URL whose dialect is not installed is left to the helper that opens it
+    assert loaded("nosuchdb://x", sqlite) == "[]"
