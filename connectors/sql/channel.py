@@ -352,7 +352,7 @@ class SharedRows:
 
     def __init__(self, names: Sequence[str], parent_at: int) -> None:
         self.names, self.parent_at = list(names), parent_at
-        self._own_column = parent_at >= len(names)
+        self._parent_left_out = parent_at >= len(names)
         self._memory: dict[tuple[Any, ...], SharedRow] = {}
 
     def rows(self, fetched: Sequence[tuple[Any, ...]]) -> Iterator[tuple[Any, RawRecord]]:
@@ -360,7 +360,7 @@ class SharedRows:
         array column) is a plain dict of its own."""
         names, at, memory = self.names, self.parent_at, self._memory
         for row in fetched:
-            values = row[:at] if self._own_column else row
+            values = row[:at] if self._parent_left_out else row
             key = (values, tuple(map(type, values)))
             try:
                 shared = memory.get(key)

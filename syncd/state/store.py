@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
@@ -452,14 +452,11 @@ class StateStore:
              ) -> dict[str, tuple[str, str]]:
         """item_code → (raw digest, content hash) for those of ``codes`` seen under
         ``fingerprint``."""
-        s = t.reconcile_seen
         if not codes:
             return {}
-        q = select(s.c.item_code, s.c.raw_digest, s.c.content_hash).where(
-            s.c.channel == channel, s.c.fingerprint == fingerprint,
-            s.c.item_code.in_(list(set(codes))))
-        return self._seen_call(lambda conn: {code: (digest, h)
-                                             for code, digest, h in conn.execute(q)})
+        values = {"channel": channel, "fingerprint": fingerprint, "codes": list(set(codes))}
+        return self._seen_call(lambda conn: {code: (digest, h) for code, digest, h
+                                             in conn.execute(_SEEN_QUERY, values)})
 
     def save_seen(self, channel: str, fingerprint: str,
                   rows: Sequence[tuple[str, str, str]]) -> None:
@@ -477,6 +474,15 @@ class StateStore:
         except SQLAlchemyError as exc:
             orig = getattr(exc, "orig", None) or exc
             raise StateError(f"reconcile_seen: {type(orig).__name__}: {orig}"[:500]) from exc
+
+
+#: one statement for every page's lookup: a statement built per page with its codes in
+#: it is left in reference cycles once run, holding those codes until the collector runs
+_SEEN_QUERY = select(t.reconcile_seen.c.item_code, t.reconcile_seen.c.raw_digest,
+                     t.reconcile_seen.c.content_hash).where(
+    t.reconcile_seen.c.channel == bindparam("channel"),
+    t.reconcile_seen.c.fingerprint == bindparam("fingerprint"),
+    t.reconcile_seen.c.item_code.in_(bindparam("codes", expanding=True)))
 
 
 def open_store(url: str, **kwargs: Any) -> StateStore:
