@@ -20,7 +20,8 @@ class Changes:
 
 def compare(store: StateStore, job: str, target: str, items: Sequence[Mapped], *,
             force: bool = False) -> Changes:
-    """The items ``target`` needs; all of them when ``force`` (a full refresh or manual resync).
+    """The items ``target`` needs (all of them when ``force``: a full refresh or manual
+    resync), and which of those it holds a delivered hash for.
 
     Duplicates within a page (the same item read twice in a lag window) are
     collapsed to the last one.
