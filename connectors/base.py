@@ -41,6 +41,7 @@ class SharedRow(dict):  # type: ignore[type-arg]
     def __reduce__(self) -> tuple[type, tuple[dict[str, Any]]]:
         return SharedRow, (dict(self),)  # pickled and copied whole, not key by key
 
+
 Outcome = Literal["delivered", "unchanged", "retry", "rejected", "conflict"]
 
 
