@@ -87,8 +87,7 @@ class Readers:
 def read_apart(openers: dict[str, OpenChannel], store: StateStore | None,
                *, keys: Sequence[str] | None, workdir: Path) -> Iterator[Readers]:
     """Start one reader process per channel; stop them all on the way out."""
-    ctx = helper_context([o.cfg.url for o in openers.values()
-                          if isinstance(o, Opener) and o.cfg.kind == "sql"])
+    ctx = helper_context([o.cfg for o in openers.values() if isinstance(o, Opener)])
     procs: list[tuple[Any, Connection]] = []
     readers = Readers({})
     try:

@@ -27,52 +27,58 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+if TYPE_CHECKING:
+    from syncd.config import ChannelConfig
 
 #: what the fork server always imports once, so that a helper forked from it starts ready:
 #: the helpers' own modules (the SQL channels' dialects and drivers: :func:`helper_context`)
 PRELOAD = ["syncd.workers", "syncd.channel_reader", "connectors.registry", "connectors.sql"]
 
 
-def helper_context(urls: Iterable[str] = ()) -> BaseContext:
+def helper_context(channels: Iterable[ChannelConfig] = ()) -> BaseContext:
     """How helper processes start: from the fork server where there is one (Linux and
     other POSIX systems), else ``spawn``.
 
-    ``urls``: the SQL channels the helpers will open. A fork server started after this
-    call imports their SQLAlchemy dialects and drivers too, and no others: every helper
-    holds what its fork server holds (psycopg and PyMySQL come to ~10 MB each time),
-    and a helper imports any other driver it needs itself. Once the server runs, its
-    imports are what they are."""
+    ``channels``: those the helpers will open. A fork server started after this call
+    imports the SQLAlchemy dialects and drivers of the SQL ones too, and no others:
+    every helper holds what its fork server holds (psycopg and PyMySQL come to ~10 MB
+    each time), and a helper imports any other driver it needs itself. Once the server
+    runs, its imports are what they are."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(PRELOAD + drivers_of(urls))
+    ctx.set_forkserver_preload(PRELOAD + drivers_of(channels))
     return ctx
 
 
-def drivers_of(urls: Iterable[str]) -> list[str]:
-    """The modules of each URL's SQLAlchemy dialect and DBAPI driver (imported here: the
-    engine opened those channels already). A URL whose dialect or driver cannot be
-    loaded is left out: the helper that opens it raises the error, naming its channel."""
+def drivers_of(channels: Iterable[ChannelConfig]) -> list[str]:
+    """The modules of each SQL channel's SQLAlchemy dialect and DBAPI driver (imported
+    here: the engine opened those channels already). A URL whose dialect or driver
+    cannot be loaded is left out: the helper that opens it raises the error, naming
+    its channel."""
     modules: list[str] = []
-    for url in urls:
+    for channel in channels:
+        if channel.kind != "sql":
+            continue
         try:
-            dialect = make_url(url).get_dialect()
+            dialect = make_url(channel.url).get_dialect()
             modules += [dialect.__module__, dialect.import_dbapi().__name__]
         except (ArgumentError, NoSuchModuleError, ImportError):
             continue
     return list(dict.fromkeys(modules))
 
 
-def start_helpers(urls: Iterable[str] = ()) -> None:
+def start_helpers(channels: Iterable[ChannelConfig] = ()) -> None:
     """Start the fork server now, if it is not running, rather than when the first helper
     is needed: it imports in the background while the run goes on (a run calls this as
-    soon as it knows it will use workers, with the URLs of the SQL channels they will
-    open). It is started once per process, when first
+    soon as it knows it will use workers, with the channels they will open). It is
+    started once per process, when first
     needed, not as the daemon starts: a daemon whose jobs never split a read does not
     keep its ~60 MB for nothing.
 
@@ -81,7 +87,7 @@ def start_helpers(urls: Iterable[str] = ()) -> None:
     a SIGTERM to every process of the service (systemd) ends the fork server, while
     the engine stops its workers after their current page.
     """
-    if helper_context(urls).get_start_method() == "forkserver":
+    if helper_context(channels).get_start_method() == "forkserver":
         multiprocessing.forkserver.ensure_running()
 
 

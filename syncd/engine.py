@@ -32,7 +32,7 @@ from syncd.mapping import Mapping, load_mapping
 from syncd.pipeline.extract import extract
 from syncd.pipeline.page import PageDone, PageRunner
 from syncd.state.store import StateStore
-from syncd.workers import Split, read_here, sql_urls, sync_apart, workers_for
+from syncd.workers import Split, job_channels, read_here, sync_apart, workers_for
 
 log = structlog.get_logger("syncd.engine")
 
@@ -207,7 +207,7 @@ class SyncEngine:
                 or not (mode == "full" or checkpoint is None) or not hasattr(source, "split")
                 or any(getattr(target, "quota_per_process", False) for target in targets)):
             return None
-        start_helpers(sql_urls(self.config, job.name))  # it gets ready while the split is found
+        start_helpers(job_channels(self.config, job.name))  # ready while the split is found
         bounds = source.split(workers_for(job), min_part=2 * job.page_size)
         if not bounds:
             return None

@@ -43,7 +43,7 @@ from syncd.child_process import (
     reporting_to,
     send_logs_to,
 )
-from syncd.config import Config, JobConfig
+from syncd.config import ChannelConfig, Config, JobConfig
 from syncd.errors import (
     ConfigError,
     ConnectorError,
@@ -71,11 +71,10 @@ def workers_for(job: JobConfig) -> int:
     return job.workers or default_workers()
 
 
-def sql_urls(config: Config, job: str) -> list[str]:
-    """The URLs of the job's SQL channels: what its workers' fork server preloads."""
+def job_channels(config: Config, job: str) -> list[ChannelConfig]:
+    """The job's channels, source first: what its workers open."""
     spec = config.job(job)
-    return [cfg.url for cfg in (config.channels[n] for n in (spec.source, *spec.targets))
-            if cfg.kind == "sql"]
+    return [config.channels[name] for name in (spec.source, *spec.targets)]
 
 
 def default_workers() -> int:
@@ -150,7 +149,7 @@ def sync_apart(config: Config, job: str, store_url: str, split: Split, *,
     """Start one worker per range left of ``split``; they are asked to stop as soon as
     ``stop_when`` is set. Workers still running on the way out after an error are
     killed: what they were writing was not recorded, and is sent again next run."""
-    ctx = helper_context(sql_urls(config, job))
+    ctx = helper_context(job_channels(config, job))
     stop = ctx.RawValue(ctypes.c_bool, False)
     procs: list[tuple[int, Any, Connection]] = []
     clean = False
@@ -222,8 +221,8 @@ def _work(conn: Connection, stop: Any, config: Config, job_name: str, store_url:
         store = StateStore(store_url)  # migrated by the parent
         channels = []
         try:
-            for name in (job.source, *job.targets):
-                channels.append(Opener(config.channels[name], config.retry)())
+            for cfg in job_channels(config, job_name):
+                channels.append(Opener(cfg, config.retry)())
             (source, source_map), targets = channels[0], channels[1:]
             run_page = PageRunner(job, source_map, targets, store, config.retry, time.sleep,
                                   run_id, force=force, dry_run=False)

@@ -134,13 +134,17 @@ def test_a_fork_server_preloads_the_drivers_of_its_helpers_channels_only(tmp_pat
     channels has not loaded psycopg or PyMySQL, one started for PostgreSQL has."""
     script = textwrap.dedent('''
         import sys
+        from pathlib import Path
         from syncd.child_process import helper_context, start_helpers
+        from syncd.config import ChannelConfig
 
         def report(conn):
             conn.send(sorted(m for m in ("psycopg", "pymysql") if m in sys.modules))
 
         if __name__ == "__main__":
-            start_helpers(sys.argv[1:])
+            start_helpers([ChannelConfig(f"c{i}", kind, url, Path("m.yaml"))
+                           for i, (kind, _, url) in enumerate(a.partition(":")
+                                                              for a in sys.argv[1:])])
             ctx = helper_context()
             r, w = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=report, args=(w,))
@@ -149,16 +153,19 @@ def test_a_fork_server_preloads_the_drivers_of_its_helpers_channels_only(tmp_pat
             proc.join()
     ''')
     (tmp_path / "preload.py").write_text(script, encoding="utf-8")
-    sqlite = f"sqlite:///{tmp_path / 'a.db'}"
+    sqlite = f"sql:sqlite:///{tmp_path / 'a.db'}"
+    postgres = "postgresql+psycopg://u@127.0.0.1/db"
 
-    def loaded(*urls: str) -> str:
-        done = subprocess.run([sys.executable, str(tmp_path / "preload.py"), *urls],
+    def loaded(*channels: str) -> str:
+        """What a helper holds, its fork server started for ``kind:url`` channels."""
+        done = subprocess.run([sys.executable, str(tmp_path / "preload.py"), *channels],
                               capture_output=True, text=True, timeout=60, cwd=tmp_path)
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout.strip()
 
     assert loaded(sqlite) == "[]"
-    assert loaded(sqlite, "postgresql+psycopg://u@127.0.0.1/db") == "['psycopg']"
-    assert loaded("mysql+pymysql://root@127.0.0.1/test") == "['pymysql']"
+    assert loaded(sqlite, f"sql:{postgres}") == "['psycopg']"
+    assert loaded("sql:mysql+pymysql://root@127.0.0.1/test") == "['pymysql']"
     # a URL whose dialect is not installed is left to the helper that opens it
-    assert loaded("nosuchdb://x", sqlite) == "[]"
+    assert loaded("sql:nosuchdb://x", sqlite) == "[]"
+    assert loaded(f"platform:{postgres}") == "[]"  # only SQL channels have drivers
