@@ -175,6 +175,11 @@ def test_a_worker_that_fails_raises_its_reason_here(fresh_db, tmp_path):
                        jobs={"job": {"source": "src", "targets": ["dst"], "page_size": 50}})
     config = load_config(cfg, os.environ)
     store = open_store(config.state_db)
+    # the engine opens every channel before its workers do; a SQLite file two workers
+    # create at once can refuse one of them (database is locked) while it becomes WAL
+    dst = make_engine(dst_url)
+    dst.connect().close()
+    dst.dispose()
     split = Split.at([items[99].item_code], None)
     with pytest.raises(ConnectorError, match=r"channel=dst .*'portal_guide'.* does not exist"
                                              r".*\(sync worker [01]\)"), \
