@@ -298,7 +298,7 @@ def _first_problem(obj: Any, checks: Checks) -> tuple[str, str] | None:
     """(field, reason) of the first field of ``obj`` that breaks its check, or None."""
     for name, required, check in checks:
         value = getattr(obj, name)
-        if value is None or value == ():
+        if not value and (value is None or value == ()):  # most values are not empty
             if required:
                 return name, _MISSING
         elif (why := check(value)) is not None:

@@ -215,16 +215,27 @@ def _tuples(rows: Sequence[dict[str, Any]], keys: list[str],
 def _processed(rows: list[tuple[Any, ...]], touched: list[tuple[int, Callable[[Any], Any]]]
                ) -> list[tuple[Any, ...]]:
     """``rows`` with the value at each touched position passed through its processor
-    (the rows themselves when no position is touched)."""
+    (the rows themselves when no position is touched). A value that is the very object
+    the row before had there is not processed again: a batch of state rows shares one
+    timestamp, which SQLite's processor would format once per row."""
     if not touched:
         return rows
     out = []
+    last = [(_NOTHING, None)] * len(touched)
     for row in rows:
         cells = list(row)
-        for i, proc in touched:
-            cells[i] = proc(cells[i])
+        for n, (i, proc) in enumerate(touched):
+            value = cells[i]
+            seen, done = last[n]
+            if value is not seen:
+                done = proc(value)
+                last[n] = (value, done)
+            cells[i] = done
         out.append(tuple(cells))
     return out
+
+
+_NOTHING = object()  # no value before the first row
 
 
 def fetch_dicts(conn: Connection, query: Select[Any]) -> list[dict[str, Any]]:

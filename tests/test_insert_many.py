@@ -114,6 +114,30 @@ def test_insert_many_writes_what_sqlalchemy_writes(fresh_db, kind):
     assert got[1][4].replace(microsecond=0) == datetime(2026, 5, 1, 8, 30)
 
 
+@pytest.mark.parametrize("kind", DB_KINDS)
+def test_a_value_object_shared_by_rows_is_written_to_each_of_them(fresh_db, kind):
+    """A batch of state rows shares one timestamp object, processed once for all of
+    them; a row with another object there (equal or not) gets its own."""
+    shared, later = datetime(2026, 5, 1, 8, 30), datetime(2026, 6, 2, 9, 45)
+    rows = [{"code": code, "title": None, "n": None, "flag": None, "at": at, "at_tz": None}
+            for code, at in (("A1", shared), ("A2", shared), ("A3", later),
+                             ("A4", datetime(2026, 5, 1, 8, 30)), ("A5", shared))]
+    engine = make_engine(fresh_db(kind))
+    md = sa.MetaData()
+    ours, theirs = _table(md, "ours"), _table(md, "theirs")
+    md.create_all(engine)
+    with engine.begin() as conn:
+        insert_many(conn, ours.insert(), rows)
+        conn.execute(theirs.insert(), rows)
+    with engine.connect() as conn:
+        raw_ours = conn.exec_driver_sql("select code, at from ours order by code").fetchall()
+        raw_theirs = conn.exec_driver_sql("select code, at from theirs order by code").fetchall()
+        got = [r.at for r in conn.execute(sa.select(ours.c.at).order_by(ours.c.code))]
+    engine.dispose()
+    assert raw_ours == raw_theirs
+    assert got == [shared, shared, later, shared, shared]
+
+
 def test_rows_of_different_shapes_get_sqlalchemys_own_error(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path}/t.db")
     md = sa.MetaData()

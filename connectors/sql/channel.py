@@ -228,22 +228,23 @@ class SqlChannel:
         page), so children are read as one index range instead of a list of keys."""
         if not self.children or not rows:
             return rows
-        by_key = {r[self.key.name]: r for r in rows}
+        key = self.key.name
         for child, table in self.children:
+            record_key, lists = child.record_key, {}
             for r in rows:
-                r[child.record_key] = []
+                r[record_key] = lists[r[key]] = []
             fk = table.c[child.parent_key or ""]
             # in a stable order (by parent, then primary key), so a record reads the same
             # every time it is read
             q = select(*self._child_cols[child.name]).where(
                 fk.between(*key_range) if key_range
-                else one_of(self.engine.dialect.name, fk, list(by_key))).order_by(
+                else one_of(self.engine.dialect.name, fk, list(lists))).order_by(
                 fk, *table.primary_key.columns)
             _names, found = self._fetched(fetch_rows, q)
             for parent_key, row in self._shared[child.name].rows(found):
-                parent = by_key.get(parent_key)
-                if parent is not None:
-                    parent[child.record_key].append(row)
+                parent_rows = lists.get(parent_key)
+                if parent_rows is not None:
+                    parent_rows.append(row)
         return rows
 
     # --- writing ---------------------------------------------------------------

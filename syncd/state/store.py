@@ -43,6 +43,11 @@ class Delivered:
     content_hash: str
     target_version: int | None = None
 
+    def __reduce__(self) -> tuple[Any, tuple[str, str, int | None]]:
+        # a worker sends one per item delivered: as a plain call this pickles in a third
+        # of the time a slotted dataclass's own state handling takes, both ways
+        return Delivered, (self.item_code, self.content_hash, self.target_version)
+
 
 @dataclass(frozen=True, slots=True)
 class Failed:
