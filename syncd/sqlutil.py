@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from operator import itemgetter
 from typing import Any
@@ -255,16 +256,55 @@ def fetch_rows(conn: Connection, query: Select[Any]) -> tuple[list[str], list[tu
     """
     result = conn.execute(query)
     try:
-        dialect = conn.dialect
-        description = result.cursor.description
-        keys = list(result.keys())
-        touched = [(i, proc) for i, col in enumerate(query.selected_columns)
-                   if (proc := col.type.dialect_impl(dialect).result_processor(
-                       dialect, description[i][1])) is not None]
+        touched = _result_processors(conn, query, result.cursor.description)
         rows = result.cursor.fetchall()
     finally:
         result.close()
-    return keys, _processed(rows, touched)
+    return list(result.keys()), _processed(rows, touched)
+
+
+def stream_rows(conn: Connection, query: Select[Any], size: int
+                ) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of ``query`` as :func:`fetch_rows` gives them, in batches of ``size``,
+    from a PostgreSQL server-side cursor in ``conn``'s transaction, which must stay open
+    while they are read; closing the iterator closes the cursor.
+
+    The driver's own named cursor, as :func:`fetch_rows` takes the driver's rows: a
+    streamed SQLAlchemy result would first take a row from that cursor into a buffer of
+    its own. The query's values go as parameters, through their bind processors."""
+    dialect = conn.dialect
+    compiled = query.compile(dialect=dialect)
+    sql = str(compiled)
+    params = {name: value if (proc := compiled.binds[name].type.dialect_impl(dialect)
+                              .bind_processor(dialect)) is None else proc(value)
+              for name, value in compiled.params.items()}
+    dbapi_error = dialect.loaded_dbapi.Error
+    cursor = conn.connection.driver_connection.cursor(name=f"syncd_{next(_CURSOR_NAMES)}")
+    try:
+        cursor.itersize = size
+        try:  # the driver's errors become SQLAlchemy's, as on any other read
+            cursor.execute(sql, params)
+            touched = _result_processors(conn, query, cursor.description)
+            while batch := cursor.fetchmany(size):
+                yield _processed(batch, touched)
+        except dbapi_error as exc:
+            raise DBAPIError.instance(sql, None, exc, dbapi_error,
+                                      dialect=conn.dialect) from exc
+    finally:
+        cursor.close()
+
+
+_CURSOR_NAMES = itertools.count(1)
+
+
+def _result_processors(conn: Connection, query: Select[Any], description: Any
+                       ) -> list[tuple[int, Callable[[Any], Any]]]:
+    """(position, processor) of each column of ``query`` whose type has a result
+    processor for this driver."""
+    dialect = conn.dialect
+    return [(i, proc) for i, col in enumerate(query.selected_columns)
+            if (proc := col.type.dialect_impl(dialect).result_processor(
+                dialect, description[i][1])) is not None]
 
 
 def _portable_upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],

@@ -194,6 +194,70 @@ def test_gbk_legacy_mysql_through_a_gbk_client_encoding(fresh_db):
     ch.close()
 
 
+def test_child_rows_find_their_items_and_rows_without_an_item_are_left_out(fresh_db, kind):
+    """Child rows whose item does not exist (before the first key, between two keys of
+    a page, at the end of a page and at the start of the next, after the last key) are
+    left out, and every item gets exactly its own rows, in a whole read and in a range.
+    PostgreSQL reads each child table as one stream merged with the pages, sending no
+    child query per page; a read given up halfway gives its connection back."""
+    url = fresh_db(kind)
+    items = sorted(generate(60, seed=3), key=lambda i: i.item_code)
+    codes = [i.item_code for i in items]
+    seed(url, "hall_db", items)
+    engine = make_engine(url)
+    materials = sa.Table("SP_SXCL", sa.MetaData(), autoload_with=engine)
+    with engine.begin() as conn:
+        row = dict(conn.execute(sa.select(materials).limit(1)).mappings().one())
+        del row["ID"]
+        no_item = ["0" * 31, codes[3] + "A", codes[9] + "A", codes[10] + "A",
+                   codes[-1] + "A", "Z" * 31]
+        conn.execute(materials.insert(), [{**row, "SXBM": code, "CLMC": "无主材料"}
+                                          for code in no_item for _ in range(2)])
+    engine.dispose()
+    ch = open_sql(url, "hall_db")
+    statements: list[str] = []
+    sa.event.listen(ch.engine, "before_cursor_execute",
+                    lambda _conn, _cur, statement, *_a: statements.append(statement))
+    assert _all(ch, ch.scan(10)) == items  # pages of 10: codes[9] ends one, codes[10] starts one
+    assert _all(ch, ch.scan_range(7, codes[4], codes[40])) == items[5:41]
+    if kind == "postgres":
+        assert not [s for s in statements if "SP_SXCL" in s]
+    pages = ch.scan(10)
+    next(pages)
+    pages.close()
+    assert ch.engine.pool.checkedout() == 0
+    ch.close()
+
+
+def test_a_range_of_keys_holding_quotes_percent_signs_and_backslashes(fresh_db, kind):
+    """Range bounds go to the database as parameters (a streamed read's too): the range
+    is the one the database itself selects, and each row keeps its own child rows."""
+    url = fresh_db(kind)
+    seed(url, "hall_db", generate(1, seed=1))
+    keys = ["a%b", "a%%b", "a'c", "a\\d", "a_e", "b"]
+    engine = make_engine(url)
+    md = sa.MetaData()
+    main = sa.Table("SP_SXXX", md, autoload_with=engine)
+    materials = sa.Table("SP_SXCL", md, autoload_with=engine)
+    with engine.begin() as conn:
+        row = dict(conn.execute(sa.select(main)).mappings().one())
+        material = dict(conn.execute(sa.select(materials).limit(1)).mappings().one())
+        del material["ID"]
+        conn.execute(materials.delete())
+        conn.execute(main.delete())
+        conn.execute(main.insert(), [{**row, "SXBM": key} for key in keys])
+        conn.execute(materials.insert(), [{**material, "SXBM": key, "CLMC": f"材料 {key}"}
+                                          for key in keys])
+        want = list(conn.execute(sa.select(main.c.SXBM).where(
+            main.c.SXBM > "a%b", main.c.SXBM <= "b").order_by(main.c.SXBM)).scalars())
+    engine.dispose()
+    ch = open_sql(url, "hall_db")
+    read = [r for p in ch.scan_range(2, "a%b", "b") for r in p.records]
+    assert [r["SXBM"] for r in read] == want and "a%b" not in want and len(want) >= 4
+    assert all([m["CLMC"] for m in r["materials"]] == [f"材料 {r['SXBM']}"] for r in read)
+    ch.close()
+
+
 def test_split_ranges_cover_every_row_once_in_the_databases_own_order(fresh_db, kind):
     """Keys whose order depends on the collation (MySQL's is case-insensitive): the
     ranges follow the database's order, so together they read every row exactly once."""
