@@ -7,6 +7,7 @@ import dataclasses
 import pickle
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from conftest import DB_KINDS
@@ -220,6 +221,9 @@ def test_child_rows_find_their_items_and_rows_without_an_item_are_left_out(fresh
                     lambda _conn, _cur, statement, *_a: statements.append(statement))
     assert _all(ch, ch.scan(10)) == items  # pages of 10: codes[9] ends one, codes[10] starts one
     assert _all(ch, ch.scan_range(7, codes[4], codes[40])) == items[5:41]
+    # 60 items in pages of 10: the last full page is known to be the last
+    snapshot = list(ch.read(None, 10))
+    assert len(snapshot) == 6 and "snapshot" not in orjson.loads(snapshot[-1].cursor)
     if kind == "postgres":
         assert not [s for s in statements if "SP_SXCL" in s]
     pages = ch.scan(10)

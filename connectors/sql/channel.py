@@ -230,7 +230,7 @@ class SqlChannel:
         that holds one of them; where child rows are not stored in item order (as in a
         legacy table filled over the years) a few thousand rows are spread over about a
         thousand blocks, most of which the next page reads again. A stream reads each
-        row once: at 1M items, 30 % less of the server's time for the materials.
+        row once: at 1M items one side took 9.1 s of the server's CPU instead of 11.1.
 
         Each child stream is in the order of its parent key, as the main stream is in
         the order of the key (same type and collation: see ``_streams``), so the rows
@@ -244,7 +244,7 @@ class SqlChannel:
                 conn.begin()  # ended by the connection's close: a rollback, nothing written
                 main = streams.enter_context(closing(stream_rows(
                     conn, select(*self._select_cols).where(*_in_range(self.key, after, upto))
-                    .order_by(self.key), page_size)))
+                    .order_by(self.key), max(1, page_size // 4))))
 
                 def sorts_before(parent_key: Any, last: Any) -> bool:
                     """Whether ``parent_key`` sorts before ``last`` (a key of this table), as
@@ -259,16 +259,23 @@ class SqlChannel:
                              .where(fk.is_not(None), *_in_range(fk, after, upto))
                              .order_by(fk, *table.primary_key.columns))
                     children.append((child.record_key, ChildStream(
-                        streams.enter_context(closing(stream_rows(conn, query, 4 * page_size))),
+                        streams.enter_context(closing(stream_rows(conn, query, page_size))),
                         self._shared[child.name], sorts_before)))
-                batch = next(main, None)
-                while batch:
-                    following = next(main, None)
-                    rows = [dict(zip(names, row)) for row in batch]
+
+                def page(fetched: list[tuple[Any, ...]]) -> list[RawRecord]:
+                    rows = [dict(zip(names, row)) for row in fetched]
                     for record_key, stream in children:
                         stream.attach(rows, key, record_key)
-                    yield rows, bool(following)
-                    batch = following
+                    return rows
+
+                pending: list[tuple[Any, ...]] = []
+                for batch in main:  # a quarter page at a time: whether more follow is known
+                    pending += batch  # before a page goes, holding little more than the page
+                    while len(pending) > page_size:
+                        yield page(pending[:page_size]), True
+                        del pending[:page_size]
+                if pending:
+                    yield page(pending), False
         except SQLAlchemyError as exc:
             raise self._translate(exc, "read") from exc
 
