@@ -90,15 +90,22 @@ def test_a_value_the_database_refuses_raises_sqlalchemys_error(fresh_db, kind):
     engine.dispose()
 
 
-@pytest.mark.parametrize("kind", DB_KINDS)
-def test_insert_many_writes_what_sqlalchemy_writes(fresh_db, kind):
-    engine = make_engine(fresh_db(kind))
+def _written_both_ways(engine: sa.Engine, rows: list[dict]) -> tuple[sa.Table, sa.Table]:
+    """Tables ``ours`` (rows by ``insert_many``) and ``theirs`` (by SQLAlchemy)."""
     md = sa.MetaData()
     ours, theirs = _table(md, "ours"), _table(md, "theirs")
     md.create_all(engine)
     with engine.begin() as conn:
-        insert_many(conn, ours.insert(), ROWS)
-        conn.execute(theirs.insert(), ROWS)
+        insert_many(conn, ours.insert(), rows)
+        conn.execute(theirs.insert(), rows)
+    return ours, theirs
+
+
+@pytest.mark.parametrize("kind", DB_KINDS)
+def test_insert_many_writes_what_sqlalchemy_writes(fresh_db, kind):
+    engine = make_engine(fresh_db(kind))
+    ours, theirs = _written_both_ways(engine, ROWS)
+    with engine.begin() as conn:
         upsert(conn, ours, [dict(ROWS[0], title="改后")], ["code"])
         conn.execute(sa.update(theirs).where(theirs.c.code == "A1").values(title="改后"))
     with engine.connect() as conn:
@@ -123,12 +130,7 @@ def test_a_value_object_shared_by_rows_is_written_to_each_of_them(fresh_db, kind
             for code, at in (("A1", shared), ("A2", shared), ("A3", later),
                              ("A4", datetime(2026, 5, 1, 8, 30)), ("A5", shared))]
     engine = make_engine(fresh_db(kind))
-    md = sa.MetaData()
-    ours, theirs = _table(md, "ours"), _table(md, "theirs")
-    md.create_all(engine)
-    with engine.begin() as conn:
-        insert_many(conn, ours.insert(), rows)
-        conn.execute(theirs.insert(), rows)
+    ours, _theirs = _written_both_ways(engine, rows)
     with engine.connect() as conn:
         raw_ours = conn.exec_driver_sql("select code, at from ours order by code").fetchall()
         raw_theirs = conn.exec_driver_sql("select code, at from theirs order by code").fetchall()
