@@ -256,11 +256,12 @@ def fetch_rows(conn: Connection, query: Select[Any]) -> tuple[list[str], list[tu
     """
     result = conn.execute(query)
     try:
+        keys = list(result.keys())
         touched = _result_processors(conn, query, result.cursor.description)
         rows = result.cursor.fetchall()
     finally:
         result.close()
-    return list(result.keys()), _processed(rows, touched)
+    return keys, _processed(rows, touched)
 
 
 def stream_rows(conn: Connection, query: Select[Any], size: int
@@ -275,8 +276,10 @@ def stream_rows(conn: Connection, query: Select[Any], size: int
     dialect = conn.dialect
     compiled = query.compile(dialect=dialect)
     sql = str(compiled)
-    params = {name: value if (proc := compiled.binds[name].type.dialect_impl(dialect)
-                              .bind_processor(dialect)) is None else proc(value)
+    escaped = compiled.escaped_bind_names  # names the SQL text spells otherwise
+    params = {escaped.get(name, name): value if (
+                  proc := compiled.binds[name].type.dialect_impl(dialect).bind_processor(
+                      dialect)) is None else proc(value)
               for name, value in compiled.params.items()}
     dbapi_error = dialect.loaded_dbapi.Error
     cursor = conn.connection.driver_connection.cursor(name=f"syncd_{next(_CURSOR_NAMES)}")
