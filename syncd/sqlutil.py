@@ -291,8 +291,7 @@ def stream_rows(conn: Connection, query: Select[Any], size: int
             while batch := cursor.fetchmany(size):
                 yield _processed(batch, touched)
         except dbapi_error as exc:
-            raise DBAPIError.instance(sql, None, exc, dbapi_error,
-                                      dialect=conn.dialect) from exc
+            raise DBAPIError.instance(sql, None, exc, dbapi_error, dialect=dialect) from exc
     finally:
         cursor.close()
 

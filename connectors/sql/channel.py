@@ -8,7 +8,7 @@ other dialect by URL (portable upsert). SQLAlchemy errors end here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Container, Generator, Iterator, Sequence
 from contextlib import ExitStack, closing
 from datetime import datetime, timedelta
 from typing import Any
@@ -206,12 +206,8 @@ class SqlChannel:
             yield from self._streamed_pages(page_size, after, upto)
             return
         while True:
-            q = select(*self._select_cols).order_by(self.key).limit(page_size + 1)
-            if after is not None:
-                q = q.where(self.key > after)
-            if upto is not None:
-                q = q.where(self.key <= upto)
-            rows = self._fetch(q)
+            rows = self._fetch(select(*self._select_cols).where(*_in_range(self.key, after, upto))
+                               .order_by(self.key).limit(page_size + 1))
             more = len(rows) > page_size
             rows = rows[:page_size]
             if not rows:
@@ -238,6 +234,7 @@ class SqlChannel:
         read by key range leaves it out (:class:`ChildStream`)."""
         names = [c.name for c in self._select_cols]
         key = self.key.name
+        key_at = names.index(key)
         try:
             with self.engine.connect() as conn, ExitStack() as streams:
                 conn.execution_options(isolation_level="REPEATABLE READ")
@@ -262,20 +259,22 @@ class SqlChannel:
                         streams.enter_context(closing(stream_rows(conn, query, page_size))),
                         self._shared[child.name], sorts_before)))
 
-                def page(fetched: list[tuple[Any, ...]]) -> list[RawRecord]:
+                def page(fetched: list[tuple[Any, ...]], later: list[tuple[Any, ...]]
+                         ) -> list[RawRecord]:
                     rows = [dict(zip(names, row)) for row in fetched]
+                    later_keys = {row[key_at] for row in later}
                     for record_key, stream in children:
-                        stream.attach(rows, key, record_key)
+                        stream.attach(rows, key, record_key, later_keys)
                     return rows
 
                 pending: list[tuple[Any, ...]] = []
                 for batch in main:  # a quarter page at a time: whether more follow is known
                     pending += batch  # before a page goes, holding little more than the page
                     while len(pending) > page_size:
-                        yield page(pending[:page_size]), True
+                        yield page(pending[:page_size], pending[page_size:]), True
                         del pending[:page_size]
                 if pending:
-                    yield page(pending), False
+                    yield page(pending, []), False
         except SQLAlchemyError as exc:
             raise self._translate(exc, "read") from exc
 
@@ -297,9 +296,7 @@ class SqlChannel:
             return rows
         key = self.key.name
         for child, table in self.children:
-            record_key, lists = child.record_key, {}
-            for r in rows:
-                r[record_key] = lists[r[key]] = []
+            lists = _child_lists(rows, key, child.record_key)
             fk = table.c[child.parent_key or ""]
             # in a stable order (by parent, then primary key), so a record reads the same
             # every time it is read
@@ -459,20 +456,22 @@ class ChildStream:
         self._rows: Iterator[tuple[Any, RawRecord]] = iter(())
         self._head: tuple[Any, RawRecord] | None = None
 
-    def attach(self, records: list[RawRecord], key: str, record_key: str) -> None:
+    def attach(self, records: list[RawRecord], key: str, record_key: str,
+               later: Container[Any]) -> None:
         """Give each of ``records`` (a page, in key order) its rows, in the stream's order.
-        A row of an item that is not in the page is a later page's, unless its parent
+        A row of an item that is not in the page is a later page's (certainly so when
+        its item is among the keys read past the page, ``later``), unless its parent
         key sorts before the page's last key: then it has no item (the main stream has
         passed where it would be), and is left out."""
-        lists: dict[Any, list[RawRecord]] = {}
-        for rec in records:
-            rec[record_key] = lists[rec[key]] = []
+        lists = _child_lists(records, key, record_key)
         last, orphan = records[-1][key], _NO_KEY
         while (head := self._next()) is not None:
             parent_key, row = head
             rows = lists.get(parent_key)
             if rows is not None:
                 rows.append(row)
+            elif parent_key in later:
+                return  # the first row of the next page's items
             elif parent_key != orphan:
                 if not self._sorts_before(parent_key, last):
                     return  # the first row of a later page
@@ -491,6 +490,16 @@ class ChildStream:
 
 
 _NO_KEY = object()
+
+
+def _child_lists(records: list[RawRecord], key: str, record_key: str
+                 ) -> dict[Any, list[RawRecord]]:
+    """Give each record an empty list of child rows under ``record_key``; the lists by
+    the records' keys, to fill."""
+    lists: dict[Any, list[RawRecord]] = {}
+    for rec in records:
+        rec[record_key] = lists[rec[key]] = []
+    return lists
 
 
 def _in_range(column: Any, after: Any, upto: Any) -> list[Any]:
