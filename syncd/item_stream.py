@@ -152,11 +152,15 @@ def exact_digest(item: ServiceItem) -> str:
     Equal digests mean equal values, so the item is consistent at once; unequal ones
     only mean the item is compared field by field (where cosmetic differences are
     normalised away). Far cheaper than :func:`syncd.model.content_hash`, so it is what
-    a reconcile without a state store merges on."""
+    a reconcile without a state store merges on.
+
+    SHA-256 cut to 128 bits: it is never stored, so it can be whichever hash is
+    fastest where syncd runs, and CPUs have SHA-256 instructions (x86 SHA-NI, ARMv8):
+    1.0 µs for an item's 1.4 KB here, against 1.6 µs for BLAKE2b."""
     values = list(_compared_values(item))
     for i, json_of in _CHILD_AT:  # each child serialised once (the same ones recur)
         values[i] = [orjson.Fragment(json_of(child)) for child in values[i]]
-    return hashlib.blake2b(orjson.dumps(values), digest_size=16).hexdigest()
+    return hashlib.sha256(orjson.dumps(values)).hexdigest()[:32]
 
 
 _compared_values = attributes(FIELD_NAMES)

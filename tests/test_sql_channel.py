@@ -15,7 +15,7 @@ from helpers import mapping_for, open_sql, seed
 
 from connectors.base import SharedRow
 from connectors.sql import SqlChannel
-from connectors.sql.channel import SharedRows, read_committed_logs
+from connectors.sql.channel import SharedRows, _typed, read_committed_logs
 from syncd.legacy_schemas import create_legacy_tables
 from syncd.model import Material
 from syncd.sample import generate
@@ -152,6 +152,32 @@ def test_shared_rows_tell_equal_values_of_other_types_apart():
     mapped = SharedRows(["SXBM", "CLMC"], 0)  # a field maps the parent key: it stays
     (_p1, a), (_p2, b) = mapped.rows([("P1", "身份证"), ("P2", "身份证")])
     assert a == {"SXBM": "P1", "CLMC": "身份证"} and a is not b
+
+
+def test_rows_of_typed_columns_are_told_apart_by_their_values_alone():
+    typed = SharedRows(["FS", "CLMC"], 2, typed=True)
+    got = [row for _parent, row in typed.rows([(1, "身份证", "P1"), (2, "身份证", "P2"),
+                                                (1, "身份证", "P3"), (None, "身份证", "P4")])]
+    assert got[0] is got[2] and got[0] == {"FS": 1, "CLMC": "身份证"}
+    assert len({id(got[0]), id(got[1]), id(got[3])}) == 3
+
+
+def test_a_server_databases_scalar_columns_are_typed_sqlite_and_json_ones_are_not(fresh_db,
+                                                                                    kind):
+    url = fresh_db(kind)
+    seed(url, "hall_db", list(generate(5, seed=6)))
+    ch = open_sql(url, "hall_db")
+    assert ch._shared["materials"].typed is (kind != "sqlite")
+    ch.close()
+    engine = make_engine(url)
+    table = sa.Table("rows_with_json", sa.MetaData(), sa.Column("n", sa.Integer),
+                     sa.Column("doc", sa.JSON))
+    table.create(engine)
+    reflected = sa.Table("rows_with_json", sa.MetaData(), autoload_with=engine)
+    assert _typed(engine.dialect.name, [reflected.c.n]) is (kind != "sqlite")
+    # MariaDB keeps JSON as LONGTEXT, which its driver gives as text
+    assert _typed(engine.dialect.name, [reflected.c.n, reflected.c.doc]) is (kind == "mysql")
+    engine.dispose()
 
 
 def test_a_refused_record_is_isolated_and_the_rest_of_the_batch_lands(fresh_db, kind):
