@@ -75,6 +75,22 @@ def scratch_db(kind: str, workdir: Path) -> Iterator[str]:
         admin.dispose()
 
 
+def analyze(url: str) -> None:
+    """Planner statistics for a freshly seeded PostgreSQL database, as a database in
+    service has them (autovacuum gathers them after a load; this machine's server runs
+    with autovacuum off). Without them PostgreSQL guesses that each key of a list has
+    0.5 % of a table's rows, and reads a whole child table to find the materials of a
+    page of keys: 0.25 s instead of 2 ms for 200 keys at 3.5M rows."""
+    engine = sa.create_engine(url)
+    try:
+        if engine.dialect.name == "postgresql":
+            with engine.begin() as conn:
+                for name in sa.inspect(conn).get_table_names():
+                    conn.exec_driver_sql(f'ANALYZE "{name}"')
+    finally:
+        engine.dispose()
+
+
 def workdir() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="syncd-bench-")
 

@@ -23,8 +23,8 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -79,7 +79,8 @@ def simulator(secret: str) -> Iterator[str]:
 
 def raw_push(url: str, secret: str, payloads: list[dict]) -> int:
     """Signed batchUpsert requests straight from prepared payloads; returns items accepted."""
-    bodies = [orjson.dumps({"items": payloads[i:i + BATCH]}) for i in range(0, len(payloads), BATCH)]
+    bodies = [orjson.dumps({"items": payloads[i:i + BATCH]})
+              for i in range(0, len(payloads), BATCH)]
     accepted = 0
     with httpx.Client(base_url=url, timeout=30) as client:
         for body in bodies:

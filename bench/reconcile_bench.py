@@ -21,7 +21,8 @@ only cosmetically):
   cosmetic_order     materials in reverse order      → must NOT be reported
 
 Seeding goes through ``Mapping.from_item`` and plain bulk ``INSERT`` (no upsert,
-no per-item child delete) and is not timed.
+no per-item child delete) and is not timed; PostgreSQL's tables are then analyzed,
+as autovacuum would (``common.analyze``).
 
 Measurements (JSON lines):
   raw_read_<pair>    raw DBAPI: every main, material and fee row of both channels,
@@ -72,7 +73,8 @@ coincide, and a page a reader shares with the fork server counts in both).
 split among the processes sharing it: what the tree really held, up to a peak that
 fell between two samples. ``base_rss_mb`` is the child's VmHWM just before the
 phase started, and ``rss_mb_timeline`` the current RSS (/proc/self/statm) sampled
-at ten even points of the phase (readers included), to show growth. Seeding and the raw read happen in the parent and do not count.
+at ten even points of the phase (readers included), to show growth. Seeding and
+the raw read happen in the parent and do not count.
 
 ``--profile`` adds one more (untimed) child run of the syncd phase under
 cProfile and prints the top functions to stderr.
@@ -95,7 +97,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from common import emit, log, peak_rss_mb, scratch_db, timed, workdir
+from common import analyze, emit, log, peak_rss_mb, scratch_db, timed, workdir
 from sqlalchemy.engine import make_url
 
 from syncd.codes import MAPPINGS_DIR
@@ -531,6 +533,8 @@ def run(pair: list[tuple[str, str]], rows: int, seed: int, *, profile: bool,
             f"{pair[1][0]}@{kinds[1]} with injected differences")
         with timed() as seed_t:
             inj = seed_pair(sides[0], sides[1], rows, seed)
+            for _schema, url in sides:
+                analyze(url)
         log(f"  seeding took {seed_t[0]:.1f}s; injected {dict(inj.counts)}, "
             f"{inj.extra_items} extra items")
 

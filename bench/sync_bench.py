@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from common import emit, log, scratch_db, timed, workdir
+from common import analyze, emit, log, scratch_db, timed, workdir
 
 from syncd.config import load_config
 from syncd.engine import RunRequest, SyncEngine
@@ -122,6 +122,7 @@ def run(db: str, rows: int) -> None:
         log(f"[{db}] generating and seeding {rows} items")
         items = list(generate(rows, seed=42))
         seed_legacy(src_url, "hall_db", items, batch=2000)
+        analyze(src_url)  # as autovacuum would (it is off on this machine's PostgreSQL)
 
         with timed() as raw_t:
             copied = raw_copy(src_url, raw_url)
