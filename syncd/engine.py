@@ -86,6 +86,18 @@ def owner_alive(owner: str) -> bool:
     return True
 
 
+def warn_without_statistics(channels: Sequence[tuple[str, Any]], log: Any) -> None:
+    """Warn of each channel's tables that have no planner statistics and will not get
+    them (``tables_without_statistics``: PostgreSQL with autovacuum off): every page
+    read or written by a list of keys then reads their whole child tables."""
+    for name, channel in channels:
+        tables = getattr(channel, "tables_without_statistics", list)()
+        if tables:
+            log.warning("tables_without_statistics", channel=name, tables=tables,
+                        hint="run ANALYZE on them (autovacuum is off): without statistics "
+                             "PostgreSQL reads a whole child table for each page of keys")
+
+
 class SyncEngine:
     """Runs jobs from a config against a state store.
 
@@ -158,6 +170,8 @@ class SyncEngine:
         run_page = PageRunner(job, source_map, targets, self.store, self.config.retry,
                               self.sleep, result.run_id, force=req.full or bool(req.items),
                               dry_run=req.dry_run)
+        warn_without_statistics([(job.source, source), *zip(job.targets,
+                                                             (t for t, _ in targets))], log)
         checkpoint = self.store.checkpoint(job.name, job.source)
         # vanished rows are found against a key-ordered scan
         scan = mode == "full" and not req.dry_run and getattr(source, "ordered_scan", True)

@@ -4,6 +4,7 @@ upserts, child rows replaced, a refused record isolated, client encodings."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
 from datetime import UTC, datetime, timedelta
 
@@ -11,15 +12,19 @@ import orjson
 import pytest
 import sqlalchemy as sa
 from conftest import DB_KINDS
-from helpers import mapping_for, open_sql, seed
+from helpers import mapping_for, open_sql, seed, write_config
+from structlog.testing import capture_logs
 
 from connectors.base import SharedRow
 from connectors.sql import SqlChannel
 from connectors.sql.channel import SharedRows, _typed, read_committed_logs
+from syncd.config import load_config
+from syncd.engine import RunRequest, SyncEngine
 from syncd.legacy_schemas import create_legacy_tables
 from syncd.model import Material
 from syncd.sample import generate
 from syncd.sqlutil import make_engine
+from syncd.state.store import open_store
 
 
 @pytest.fixture(params=DB_KINDS)
@@ -318,3 +323,45 @@ def test_mysql_writes_read_committed_only_where_its_binary_log_allows():
     assert read_committed_logs(0, "STATEMENT")  # no binary log
     assert read_committed_logs(1, "ROW") and read_committed_logs(1, "MIXED")
     assert not read_committed_logs(1, "STATEMENT")  # error 1665 otherwise
+
+
+def test_postgresql_tables_that_will_not_get_statistics_are_named_and_warned_of(
+        fresh_db, tmp_path):
+    url = fresh_db("postgres")
+    seed(url, "hall_db", list(generate(20, seed=3)))
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        if conn.dialect.server_version_info < (14,):
+            pytest.skip("PostgreSQL 13 and older do not tell a never-analyzed table")
+        for table in ("SP_SXXX", "SP_SXCL", "SP_SXSF"):  # whatever the server's setting
+            conn.exec_driver_sql(f'ALTER TABLE "{table}" SET (autovacuum_enabled = false)')
+    ch = open_sql(url, "hall_db")
+    assert sorted(ch.tables_without_statistics()) == ["SP_SXCL", "SP_SXSF", "SP_SXXX"]
+    with engine.begin() as conn:
+        conn.exec_driver_sql('ANALYZE "SP_SXCL"')
+    assert sorted(ch.tables_without_statistics()) == ["SP_SXSF", "SP_SXXX"]
+    ch.close()
+
+    dst = fresh_db("sqlite")
+    create_legacy_tables(make_engine(dst), "portal_db")
+    cfg = write_config(tmp_path / "job.toml", state_db=f"sqlite:///{tmp_path}/state.db",
+                       channels={"src": ("sql", url, "hall_db.yaml"),
+                                 "dst": ("sql", dst, "portal_db.yaml")},
+                       jobs={"job": {"source": "src", "targets": ["dst"], "workers": 1}})
+    config = load_config(cfg, os.environ)
+    with capture_logs() as logs:
+        assert SyncEngine(config, open_store(config.state_db)).run(
+            RunRequest("job")).outcome == "ok"
+    warned = [e for e in logs if e["event"] == "tables_without_statistics"]
+    assert [(e["channel"], sorted(e["tables"])) for e in warned] == [
+        ("src", ["SP_SXSF", "SP_SXXX"])]
+    engine.dispose()
+
+
+def test_other_databases_have_no_tables_without_statistics(fresh_db):
+    for kind in ("sqlite", "mysql"):
+        url = fresh_db(kind)
+        seed(url, "hall_db", list(generate(5, seed=3)))
+        ch = open_sql(url, "hall_db")
+        assert ch.tables_without_statistics() == []
+        ch.close()

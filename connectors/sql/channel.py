@@ -32,6 +32,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -415,6 +416,29 @@ class SqlChannel:
         except SQLAlchemyError as exc:
             raise self._translate(exc, "cancel") from exc
         return bool(done.rowcount)
+
+    def tables_without_statistics(self) -> list[str]:
+        """This channel's PostgreSQL tables that have no planner statistics and will not
+        get them: never analyzed (PostgreSQL 14 and later tell), with autovacuum off for
+        the server or the table.
+
+        Without statistics PostgreSQL takes each key of a list to hold 0.5 % of a table,
+        and reads a whole child table to find (or delete) the child rows of a page of
+        keys: 0.25 s instead of 2 ms for 200 keys at 3.5M rows, on every page of an
+        incremental read or a write. Nothing fails; it is only slow, so the engine warns."""
+        if self.engine.dialect.name != "postgresql":
+            return []
+        names = [self.table.name] + [table.name for _child, table in self.children]
+        query = text(
+            "SELECT c.relname FROM unnest(CAST(:names AS text[])) AS n(name) "
+            "JOIN pg_class c ON c.oid = to_regclass(quote_ident(n.name)) "
+            "WHERE c.reltuples < 0 AND (current_setting('autovacuum') = 'off' "
+            "OR coalesce(c.reloptions @> ARRAY['autovacuum_enabled=false'], false))")
+        try:
+            with self.engine.connect() as conn:
+                return list(conn.execute(query, {"names": names}).scalars())
+        except SQLAlchemyError as exc:
+            raise self._translate(exc, "read") from exc
 
     def count(self) -> int:
         """Rows in the main table (reports and tests)."""

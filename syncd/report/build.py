@@ -13,8 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from syncd.channel_reader import Opener
 from syncd.config import Config
+from syncd.engine import warn_without_statistics
 from syncd.errors import ConfigError, MappingError
 from syncd.inspect import field_label, inspect_item, rules_for
 from syncd.item_stream import unreadable
@@ -33,6 +36,7 @@ from syncd.report.data import (
 from syncd.state.store import StateStore
 
 PAGE = 1000
+log = structlog.get_logger(__name__)
 
 
 def check_channels(config: Config, names: Sequence[str], reference: str) -> None:
@@ -76,6 +80,7 @@ def reconcile_channels(config: Config, store: StateStore, names: Sequence[str], 
     check_channels(config, names, reference)
     opened = open_channels(config, names)
     try:
+        warn_without_statistics([(n, c) for n, (c, _m) in opened.items()], log)
         result = reconcile(opened, reference, keys=items or None, workdir=workdir, store=store,
                            openers=openers(config, names))
     finally:
