@@ -465,29 +465,36 @@ class SharedRows:
 
     def __init__(self, names: Sequence[str], parent_at: int, *, typed: bool = False) -> None:
         self.names, self.parent_at, self.typed = list(names), parent_at, typed
-        self._parent_left_out = parent_at >= len(names)
-        self._memory: dict[tuple[Any, ...], SharedRow] = {}
+        #: the row of one fetched row: a :class:`SharedRow`, or a plain dict of its own
+        #: when it holds an unhashable value (an array column). A closure over what it
+        #: needs, as it is called for every child row read
+        self.row = self._sharer()
 
     def rows(self, fetched: Sequence[tuple[Any, ...]]) -> Iterator[tuple[Any, RawRecord]]:
-        """(parent key, row) of each fetched row (:meth:`row`)."""
+        """(parent key, row) of each fetched row (:attr:`row`)."""
         at, row = self.parent_at, self.row
         for values in fetched:
             yield values[at], row(values)
 
-    def row(self, fetched: tuple[Any, ...]) -> RawRecord:
-        """The row of one fetched row: a :class:`SharedRow`, or a plain dict of its own
-        when it holds an unhashable value (an array column)."""
-        values = fetched[:self.parent_at] if self._parent_left_out else fetched
-        key = values if self.typed else (values, tuple(map(type, values)))
-        try:
-            shared = self._memory.get(key)
-        except TypeError:
-            return dict(zip(self.names, values))
-        if shared is None:
-            if len(self._memory) >= CHILD_MEMORY:
-                self._memory.clear()
-            shared = self._memory[key] = SharedRow(zip(self.names, values))
-        return shared
+    def _sharer(self) -> Callable[[tuple[Any, ...]], RawRecord]:
+        names, at, typed = self.names, self.parent_at, self.typed
+        parent_left_out = at >= len(names)
+        memory: dict[tuple[Any, ...], SharedRow] = {}
+
+        def row(fetched: tuple[Any, ...]) -> RawRecord:
+            values = fetched[:at] if parent_left_out else fetched
+            key = values if typed else (values, tuple(map(type, values)))
+            try:
+                shared = memory.get(key)
+            except TypeError:
+                return dict(zip(names, values))
+            if shared is None:
+                if len(memory) >= CHILD_MEMORY:
+                    memory.clear()
+                shared = memory[key] = SharedRow(zip(names, values))
+            return shared
+
+        return row
 
 
 class ChildStream:
