@@ -26,7 +26,7 @@ from connectors.registry import open_channel
 from syncd.channel_reader import readers_can_share
 from syncd.child_process import start_helpers
 from syncd.config import Config, JobConfig
-from syncd.errors import ConfigError, ThresholdExceeded
+from syncd.errors import ConfigError, ThresholdExceeded, TransferError
 from syncd.gc_thresholds import fewer_collections
 from syncd.mapping import Mapping, load_mapping
 from syncd.pipeline.extract import extract
@@ -89,9 +89,16 @@ def owner_alive(owner: str) -> bool:
 def warn_without_statistics(channels: Sequence[tuple[str, Any]], log: Any) -> None:
     """Warn of each channel's tables that have no planner statistics and will not get
     them (``tables_without_statistics``: PostgreSQL with autovacuum off): every page
-    read or written by a list of keys then reads their whole child tables."""
+    read or written by a list of keys then reads their whole child tables.
+
+    Only a warning: a server that cannot answer the question (a PostgreSQL look-alike
+    without ``pg_class.reloptions``, say) is logged as not checked, and the run goes on."""
     for name, channel in channels:
-        tables = getattr(channel, "tables_without_statistics", list)()
+        try:
+            tables = getattr(channel, "tables_without_statistics", list)()
+        except TransferError as exc:
+            log.info("statistics_not_checked", channel=name, error=str(exc))
+            continue
         if tables:
             log.warning("tables_without_statistics", channel=name, tables=tables,
                         hint="run ANALYZE on them (autovacuum is off): without statistics "

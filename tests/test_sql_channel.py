@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 import sqlalchemy as sa
+import structlog
 from conftest import DB_KINDS
 from helpers import mapping_for, open_sql, seed, write_config
 from structlog.testing import capture_logs
@@ -19,7 +20,8 @@ from connectors.base import SharedRow
 from connectors.sql import SqlChannel
 from connectors.sql.channel import SharedRows, _typed, read_committed_logs
 from syncd.config import load_config
-from syncd.engine import RunRequest, SyncEngine
+from syncd.engine import RunRequest, SyncEngine, warn_without_statistics
+from syncd.errors import TransferError
 from syncd.legacy_schemas import create_legacy_tables
 from syncd.model import Material
 from syncd.sample import generate
@@ -365,3 +367,20 @@ def test_other_databases_have_no_tables_without_statistics(fresh_db):
         ch = open_sql(url, "hall_db")
         assert ch.tables_without_statistics() == []
         ch.close()
+
+
+def test_a_server_that_cannot_tell_its_statistics_is_logged_as_not_checked():
+    class LookAlike:  # a PostgreSQL look-alike without pg_class.reloptions
+        def tables_without_statistics(self):
+            raise TransferError("read failed: UndefinedColumn: reloptions", channel="src")
+
+    class Unanalyzed:
+        def tables_without_statistics(self):
+            return ["SP_SXCL"]
+
+    log = structlog.get_logger("test")
+    with capture_logs() as logs:
+        warn_without_statistics([("src", LookAlike()), ("dst", Unanalyzed()),
+                                 ("platform", object())], log)
+    assert [(e["event"], e["channel"]) for e in logs] == [
+        ("statistics_not_checked", "src"), ("tables_without_statistics", "dst")]
