@@ -59,9 +59,10 @@ def text_key(value: str | None) -> str:
     if "<" in s:
         s = _BREAK.sub("\n", s)
         s = _TAG.sub("", s)
-    s = _FOLD.sub(_fold, s)
-    if not unicodedata.is_normalized("NFKC", s):  # anything else NFKC would change
-        s = unicodedata.normalize("NFKC", s).translate(_DASHES)
+    if not (s.isascii() and s.isprintable()):  # printable ASCII has nothing to fold
+        s = _FOLD.sub(_fold, s)
+        if not unicodedata.is_normalized("NFKC", s):  # anything else NFKC would change
+            s = unicodedata.normalize("NFKC", s).translate(_DASHES)
     s = " ".join(s.split())  # runs of whitespace (str.isspace, as regex \s) to one space
     return "" if s in PLACEHOLDERS else s
 

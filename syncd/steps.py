@@ -188,7 +188,11 @@ def remembered_text(read: Step, size: int = TEXT_MEMORY) -> Step:
 
 
 def _halfwidth(s: str) -> str:
-    """Full-width letters, digits, punctuation and U+3000 to ASCII (for codes and phones)."""
+    """Full-width letters, digits, punctuation and U+3000 to ASCII (for codes and phones).
+    ASCII is left as it is (NFKC does not change it), without NFKC's look at each
+    character: most codes arrive in ASCII."""
+    if s.isascii():
+        return s
     return unicodedata.normalize("NFKC", s).replace("—", "-").replace("－", "-")
 
 

@@ -49,3 +49,14 @@ def test_text_key_agrees_with_whole_text_nfkc():
               for _ in range(1000)]  # mostly clean: the quick "nothing to clean" path
     for text in texts:
         assert text_key.__wrapped__(text) == _reference_key(text), repr(text)
+
+
+def test_ascii_takes_the_short_way_to_the_same_key():
+    """Printable ASCII skips folding and NFKC (nothing there to change); ASCII with
+    control characters, and anything else, still goes through them."""
+    from syncd.steps import _halfwidth
+
+    assert text_key("  ABC-123  x ") == "ABC-123 x"
+    assert text_key("A\x01B\x7f") == "AB" and text_key("a\tb\nc") == "a b c"
+    assert text_key("a&amp;b <br>c") == "a&b c" and text_key("null") == ""
+    assert _halfwidth("ABC-12") == "ABC-12" and _halfwidth("ＡＢＣ－１２") == "ABC-12"
