@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
@@ -64,6 +65,44 @@ def one_of(dialect: str, column: Any, values: Sequence[Any]) -> ColumnElement[bo
     if dialect == "postgresql":
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
     return column.in_(list(values))
+
+
+#: keys per ``DELETE … IN (…)`` statement: far below any SQLite build's limit on parameters
+IN_CHUNK = 500
+
+
+def delete_in(conn: Connection, table: Table, column: Any, values: Sequence[Any]) -> None:
+    """``DELETE FROM table WHERE column IN (values)``, as the dialect runs it fastest.
+
+    PostgreSQL gets one array parameter (:func:`one_of`). Elsewhere the statement is
+    compiled once per number of keys, up to :data:`IN_CHUNK` keys a statement, and the
+    keys go to the driver as they are: SQLAlchemy would render a bind parameter of
+    its own for each key on every run, which for a page of 2,000 keys took three
+    times as long as SQLite took to delete their rows. A key type with a bind
+    processor takes SQLAlchemy's way."""
+    if not values:
+        return
+    dialect = conn.dialect
+    if dialect.name == "postgresql" or \
+            column.type.dialect_impl(dialect).bind_processor(dialect) is not None:
+        conn.execute(table.delete().where(one_of(dialect.name, column, values)))
+        return
+    for i in range(0, len(values), IN_CHUNK):
+        chunk = tuple(values[i:i + IN_CHUNK])
+        sql, names = _delete_in_sql(dialect, table, column.key, len(chunk))
+        conn.exec_driver_sql(sql, chunk if dialect.positional else dict(zip(names, chunk)))
+
+
+@lru_cache(maxsize=64)
+def _delete_in_sql(dialect: Any, table: Table, column: str, n: int
+                   ) -> tuple[str, tuple[str, ...]]:
+    """(SQL text, parameter names in the keys' order) of a delete of ``n`` keys."""
+    names = tuple(f"k{i}" for i in range(n))
+    compiled = table.delete().where(table.c[column].in_([bindparam(k) for k in names])
+                                    ).compile(dialect=dialect)
+    if dialect.positional and tuple(compiled.positiontup or ()) != names:
+        raise AssertionError(f"parameters out of the keys' order in {compiled}")
+    return str(compiled), names
 
 
 def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],

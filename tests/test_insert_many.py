@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from conftest import DB_KINDS
 
 from syncd.sqlutil import (
+    IN_CHUNK,
+    delete_in,
     fetch_dicts,
     insert_many,
     insert_rows,
@@ -223,3 +225,28 @@ def test_stream_rows_reads_in_batches_what_sqlalchemy_reads(fresh_db):
     assert [len(b) for b in batches] == [2, 2]
     assert [row for batch in batches for row in batch] == want and len(want) == 4
 
+
+
+@pytest.mark.parametrize("kind", DB_KINDS)
+def test_delete_in_deletes_the_rows_of_exactly_those_keys(fresh_db, kind):
+    """More keys than one statement takes (three statements on SQLite and MySQL, their
+    keys passed to the driver as they are; one array on PostgreSQL), some absent."""
+    engine = make_engine(fresh_db(kind))
+    md = sa.MetaData()
+    table = _children(md, "kids")
+    md.create_all(engine)
+    codes = [f"C{i:04d}" for i in range(1100)]
+    with engine.begin() as conn:
+        insert_rows(conn, table, [{"code": c, "name": "材料", "n": i % 3, "flag": None,
+                                   "amount": None} for i, c in enumerate(codes + codes[:100])])
+    gone = codes[50:1100] + ["absent", "C9999"]
+    statements = _inserts(engine)
+    with engine.begin() as conn:
+        delete_in(conn, table, table.c.code, gone)
+        delete_in(conn, table, table.c.code, [])
+    with engine.connect() as conn:
+        left = conn.execute(sa.select(table.c.code).order_by(table.c.id)).scalars().all()
+    engine.dispose()
+    assert left == codes[:50] + codes[:50]
+    deletes = [s for s in statements if s.lstrip().upper().startswith("DELETE")]
+    assert len(deletes) == (1 if kind == "postgres" else -(-len(gone) // IN_CHUNK))

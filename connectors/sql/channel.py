@@ -28,7 +28,6 @@ from sqlalchemy import (
     Table,
     Time,
     and_,
-    delete,
     func,
     or_,
     select,
@@ -42,7 +41,15 @@ from connectors.base import Page, RawRecord, Receipt, SharedRow
 from syncd.errors import ConnectorError, TransferError, TransientTransferError
 from syncd.mapping import ChildMap, Mapping
 from syncd.model import CHILD_MEMORY, STATUS_CANCELLED
-from syncd.sqlutil import fetch_dicts, fetch_rows, insert_rows, one_of, stream_rows, upsert
+from syncd.sqlutil import (
+    delete_in,
+    fetch_dicts,
+    fetch_rows,
+    insert_rows,
+    one_of,
+    stream_rows,
+    upsert,
+)
 
 
 class SqlChannel:
@@ -368,7 +375,7 @@ class SqlChannel:
                 upsert(conn, self.table, main_rows, [key])
                 for child, table in self.children:
                     fk = table.c[child.parent_key or ""]
-                    conn.execute(delete(table).where(one_of(conn.dialect.name, fk, codes)))
+                    delete_in(conn, table, fk, codes)
                     if child_rows[child.name]:
                         insert_rows(conn, table, child_rows[child.name])
         except OperationalError as exc:
