@@ -228,7 +228,7 @@ def join(sep: str) -> Step:
     """``("1", "2")`` → ``"1,2"``; an empty list is absent."""
 
     def step(value: Any) -> Any:
-        return sep.join(str(v) for v in value) if value else None
+        return sep.join(map(str, value)) if value else None
 
     return step
 
