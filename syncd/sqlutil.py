@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
-from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
@@ -78,8 +77,10 @@ def delete_in(conn: Connection, table: Table, column: Any, values: Sequence[Any]
     compiled once per number of keys, up to :data:`IN_CHUNK` keys a statement, and the
     keys go to the driver as they are: SQLAlchemy would render a bind parameter of
     its own for each key on every run, which for a page of 2,000 keys took three
-    times as long as SQLite took to delete their rows. A key type with a bind
-    processor takes SQLAlchemy's way."""
+    times as long as SQLite took to delete their rows. The compiled statements are
+    kept in the table's ``info``, so they last as long as the table (a channel's
+    reflection) and no longer. A key type with a bind processor takes SQLAlchemy's
+    way."""
     if not values:
         return
     dialect = conn.dialect
@@ -87,13 +88,19 @@ def delete_in(conn: Connection, table: Table, column: Any, values: Sequence[Any]
             column.type.dialect_impl(dialect).bind_processor(dialect) is not None:
         conn.execute(table.delete().where(one_of(dialect.name, column, values)))
         return
+    compiled: dict[Any, tuple[str, tuple[str, ...]]] = table.info.setdefault(_DELETE_IN, {})
     for i in range(0, len(values), IN_CHUNK):
         chunk = tuple(values[i:i + IN_CHUNK])
-        sql, names = _delete_in_sql(dialect, table, column.key, len(chunk))
+        key = (dialect, column.key, len(chunk))
+        if (found := compiled.get(key)) is None:
+            found = compiled[key] = _delete_in_sql(dialect, table, column.key, len(chunk))
+        sql, names = found
         conn.exec_driver_sql(sql, chunk if dialect.positional else dict(zip(names, chunk)))
 
 
-@lru_cache(maxsize=64)
+_DELETE_IN = "syncd.delete_in"  # the key of the compiled statements in a table's info
+
+
 def _delete_in_sql(dialect: Any, table: Table, column: str, n: int
                    ) -> tuple[str, tuple[str, ...]]:
     """(SQL text, parameter names in the keys' order) of a delete of ``n`` keys."""
@@ -350,7 +357,8 @@ def _result_processors(conn: Connection, query: Select[Any], description: Any
 
 def _portable_upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
                      keys: Sequence[str]) -> None:
-    """For dialects without a native upsert: delete by key, then insert, in the caller's transaction."""
+    """For dialects without a native upsert: delete by key, then insert, in the caller's
+    transaction."""
     from sqlalchemy import and_, bindparam
 
     cond = and_(*(table.c[k] == bindparam(f"k_{k}") for k in keys))

@@ -250,3 +250,5 @@ def test_delete_in_deletes_the_rows_of_exactly_those_keys(fresh_db, kind):
     assert left == codes[:50] + codes[:50]
     deletes = [s for s in statements if s.lstrip().upper().startswith("DELETE")]
     assert len(deletes) == (1 if kind == "postgres" else -(-len(gone) // IN_CHUNK))
+    # compiled once per number of keys (500 and 52), kept with the table
+    assert len(table.info.get("syncd.delete_in", {})) == (0 if kind == "postgres" else 2)
