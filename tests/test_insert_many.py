@@ -226,7 +226,6 @@ def test_stream_rows_reads_in_batches_what_sqlalchemy_reads(fresh_db):
     assert [row for batch in batches for row in batch] == want and len(want) == 4
 
 
-
 @pytest.mark.parametrize("kind", DB_KINDS)
 def test_delete_in_deletes_the_rows_of_exactly_those_keys(fresh_db, kind):
     """More keys than one statement takes (three statements on SQLite and MySQL, their
