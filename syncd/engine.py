@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
@@ -32,7 +33,15 @@ from syncd.mapping import Mapping, load_mapping
 from syncd.pipeline.extract import extract
 from syncd.pipeline.page import PageDone, PageRunner
 from syncd.state.store import StateStore
-from syncd.workers import Split, job_channels, read_here, sync_apart, workers_for
+from syncd.workers import (
+    RANGES_PER_WORKER,
+    Split,
+    job_channels,
+    read_here,
+    read_range,
+    sync_apart,
+    workers_for,
+)
 
 log = structlog.get_logger("syncd.engine")
 
@@ -220,8 +229,9 @@ class SyncEngine:
         """The key ranges to read the source in (:mod:`syncd.workers`), or None to read it
         as a whole. A stopped split read goes on as one; a new one is only for a
         whole-table read (a full run, or a job's first) of a source that can be split,
-        when workers may run, each getting two pages or more, and no target's quota is
-        kept per process."""
+        when workers may run, the table is more than a page, and no target's quota is
+        kept per process. It has :data:`RANGES_PER_WORKER` ranges per worker, or one a
+        page when fewer."""
         if mode == "incremental" and (resumed := Split.parse(checkpoint)) is not None:
             return resumed
         if (not self._workers_allowed(job, req) or req.items or job.two_way
@@ -229,7 +239,7 @@ class SyncEngine:
                 or any(getattr(target, "quota_per_process", False) for target in targets)):
             return None
         start_helpers(job_channels(self.config, job.name))  # ready while the split is found
-        bounds = source.split(workers_for(job), min_part=2 * job.page_size)
+        bounds = source.split(workers_for(job) * RANGES_PER_WORKER, page=job.page_size)
         if not bounds:
             return None
         return Split.at(bounds, source.snapshot_end() if mode == "incremental" else None)
@@ -248,11 +258,10 @@ class SyncEngine:
         changes) what is left as the checkpoint; False when the run was asked to stop."""
         checkpoints = mode == "incremental" and split.end is not None and not req.dry_run
         seen_last = [None if r is None or r[0] is None else str(r[0]) for r in split.ranges]
-        # a split resumed after `workers` was lowered is read here, not by more workers
-        apart = (1 < len(split.left()) <= workers_for(job)
-                 and self._workers_allowed(job, req))
+        apart = len(split.left()) > 1 and self._workers_allowed(job, req)
         with (sync_apart(self.config, job.name, self.store.url, split, run_id=result.run_id,
-                         force=run_page.force, stop_when=self.stop) if apart
+                         force=run_page.force, stop_when=self.stop,
+                         here=partial(read_range, source, run_page)) if apart
               else nullcontext(None)) as workers:
             stopping = False
             for i, done in workers.pages if workers else read_here(source, split, run_page):

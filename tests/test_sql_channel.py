@@ -309,7 +309,7 @@ def test_split_ranges_cover_every_row_once_in_the_databases_own_order(fresh_db, 
                                       for prefix in ("a", "B", "c") for i in range(100)])
     engine.dispose()
     ch = open_sql(url, "hall_db")
-    bounds = ch.split(3, min_part=50)
+    bounds = ch.split(3, page=50)
     assert len(bounds) == 2
     ranges = zip([None, *bounds], [*bounds, None], strict=True)
     read = [[r["SXBM"] for p in ch.scan_range(40, after, upto) for r in p.records]
@@ -317,7 +317,9 @@ def test_split_ranges_cover_every_row_once_in_the_databases_own_order(fresh_db, 
     assert all(len(keys) == 100 for keys in read)  # three ranges of about the same size
     assert sorted(k for keys in read for k in keys) == sorted(
         f"{prefix}{i:03d}" for prefix in ("a", "B", "c") for i in range(100))
-    assert ch.split(3, min_part=200) == []  # 300 rows: not two parts of 200
+    # ranges of whole pages: 300 rows in up to 3 ranges of 80-row pages are 160 + 140
+    assert len(ch.split(3, page=80)) == 1
+    assert ch.split(3, page=300) == []  # it fits in one page
     ch.close()
 
 

@@ -6,8 +6,12 @@ a worker's failure is raised in the engine's process with its reason."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import subprocess
+import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,6 +20,7 @@ from structlog.testing import capture_logs
 
 from conftest import DB_KINDS
 from helpers import hashes, seed, write_config
+from syncd.child_process import helper_context
 from syncd.config import load_config
 from syncd.engine import RunRequest, SyncEngine
 from syncd.errors import ConnectorError
@@ -29,6 +34,17 @@ from syncd.workers import Split, sync_apart
 
 N = 900
 LATER = datetime(2027, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _fork_server_ready():
+    """The fork server up, as in a daemon after its first split read. While it starts
+    the engine reads ranges itself, and a table this small would be read before any
+    worker started: these tests are about the workers."""
+    ctx = helper_context()
+    helper = ctx.Process(target=time.sleep, args=(0,))
+    helper.start()
+    helper.join()
 
 
 def _engine(tmp_path, name: str, src_url: str, dst_url: str, *, workers: int,
@@ -97,6 +113,32 @@ def test_a_split_read_lands_what_one_process_lands(fresh_db, tmp_path, kind):
         engine.store.close()
 
 
+def test_a_first_split_read_in_a_new_process_is_read_here_until_the_workers_start(
+        fresh_db, tmp_path):
+    # a new `syncd sync` process: its fork server imports for ~0.4 s before any worker
+    # starts; meanwhile the engine reads ranges itself, and the workers read the rest
+    n = 3000
+    src_url, dst_url = fresh_db("sqlite"), _target(fresh_db, "sqlite")
+    items = list(generate(n, seed=25))
+    seed(src_url, "hall_db", items)
+    cfg = write_config(tmp_path / "syncd.toml", state_db=f"sqlite:///{tmp_path}/state.db",
+                       channels={"src": ("sql", src_url, "hall_db.yaml"),
+                                 "dst": ("sql", dst_url, "portal_db.yaml")},
+                       jobs={"job": {"source": "src", "targets": ["dst"], "page_size": 50,
+                                     "workers": 2}})
+    run = subprocess.run([sys.executable, "-m", "syncd.cli", "--config", str(cfg),
+                          "sync", "job"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    events = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]
+    finished = [e for e in events if e["event"] == "sync_workers_finished"]
+    assert len(finished) == 1, run.stderr
+    assert finished[0]["pages_here"] >= 1 and finished[0]["pages_by_workers"] >= 1
+    assert finished[0]["pages_here"] + finished[0]["pages_by_workers"] == n // 50
+    ended = next(e for e in events if e["event"] == "run_finished")
+    assert (ended["outcome"], ended["read"], ended["delivered"]) == ("ok", n, n)
+    assert hashes(dst_url, "portal_db") == {i.item_code: content_hash(i) for i in items}
+
+
 def test_a_full_run_in_workers_reports_the_rows_gone_from_every_range(fresh_db, tmp_path):
     src_url = fresh_db("sqlite")
     items = sorted(generate(N, seed=22), key=lambda i: i.item_code)
@@ -121,7 +163,7 @@ def test_a_full_run_in_workers_reports_the_rows_gone_from_every_range(fresh_db, 
     sync.store.close()
 
 
-@pytest.mark.parametrize("resume_workers", [1, 2, 3])  # 2: fewer than the ranges left
+@pytest.mark.parametrize("resume_workers", [1, 2, 3])
 def test_a_stopped_split_read_resumes_where_each_worker_was(fresh_db, tmp_path, resume_workers):
     # ranges of 20 pages: more than a worker gets ahead of the engine (pipe buffers)
     n = 3000
@@ -154,7 +196,7 @@ def test_a_stopped_split_read_resumes_where_each_worker_was(fresh_db, tmp_path, 
     seed(src_url, "hall_db", [changed], create=False)
     with capture_logs() as logs:
         second = sync.run(RunRequest("job"))
-    assert _workers_started(logs) == ([3] if resume_workers == 3 else [])
+    assert _workers_started(logs) == ([resume_workers] if resume_workers > 1 else [])
     assert second.outcome == "ok", second
     assert second.counts["read"] == n - first.counts["read"] + 1  # resumed, plus the edit
     assert first.counts["delivered"] + second.counts["delivered"] == n + 1

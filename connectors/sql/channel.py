@@ -195,17 +195,19 @@ class SqlChannel:
         return _encode_cursor(end[0][self.cursor_col.name], end[0][self.key.name]) if end \
             else None
 
-    def split(self, parts: int, *, min_part: int = 1) -> list[Any]:
+    def split(self, parts: int, *, page: int = 1) -> list[Any]:
         """Keys that cut the table into up to ``parts`` key ranges of about the same
-        number of rows, each of ``min_part`` rows or more, for workers to read side by
-        side (:meth:`scan_range`); none when the table is too small to split."""
+        number of rows, for workers to read side by side (:meth:`scan_range`): each a
+        whole number of ``page`` rows, but the last, so that no range ends on a page
+        cut short; none when the table fits in one page."""
         with self.engine.connect() as conn:
             try:
                 rows = conn.execute(select(func.count()).select_from(self.table)).scalar() or 0
-                parts = min(parts, rows // max(1, min_part))
+                size = -(-rows // max(1, parts))  # rounded up, as is the page count below
+                size = max(1, -(-size // page)) * page
                 bounds = [conn.execute(select(self.key).order_by(self.key)
-                                       .offset(rows * i // parts - 1).limit(1)).scalar()
-                          for i in range(1, parts)]
+                                       .offset(offset - 1).limit(1)).scalar()
+                          for offset in range(size, rows, size)]
             except SQLAlchemyError as exc:
                 raise self._translate(exc, "read") from exc
         return [b for b in dict.fromkeys(bounds) if b is not None]  # in the database's order
