@@ -421,16 +421,28 @@ def children_json(attr: str, children: Sequence[Any]) -> list[bytes]:
     return sorted(json_of(child) for child in children)
 
 
+#: the item's view with its fields in name order, the hashed view's keys (its fields
+#: and child collections, sorted) and where each child collection goes among them
+_HASH_VIEW = _view_plan(dict(sorted(ITEM_FIELDS.items())))
+_HASHED = sorted([*_HASH_VIEW.names, *_CHILD_JSON])
+_CHILD_AT = tuple((_HASHED.index(attr), attr) for attr in sorted(_CHILD_JSON, key=_HASHED.index))
+
+
 def content_hash(item: ServiceItem) -> str:
     """Stable hash of the normalised item: the unit of change detection.
 
     It hashes ``comparison_view(item)`` as sorted-key JSON; each child's part is
     serialised once and embedded as it is (``orjson.Fragment``), sorted as
-    ``comparison_view`` sorts the rows, so the bytes are the same."""
-    view = _ITEM_VIEW.view(item)
-    for attr in _CHILD_JSON:
-        view[attr] = [orjson.Fragment(part) for part in children_json(attr, getattr(item, attr))]
-    blob = orjson.dumps(view, option=orjson.OPT_SORT_KEYS)
+    ``comparison_view`` sorts the rows, so the bytes are the same. The keys are put
+    in sorted order here, where orjson would sort them again for every item (a third
+    of its time)."""
+    values = list(_HASH_VIEW.values(item))
+    for i, fn in _HASH_VIEW.keyed:
+        values[i] = fn(values[i])
+    for at, attr in _CHILD_AT:  # in ascending order: each goes where it belongs
+        values.insert(at, [orjson.Fragment(part)
+                           for part in children_json(attr, getattr(item, attr))])
+    blob = orjson.dumps(dict(zip(_HASHED, values, strict=True)))
     return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
