@@ -201,6 +201,10 @@ def sync_apart(config: Config, job: str, store_url: str, split: Split, *,
                 proc.join()
 
 
+#: how long a split read waits for its first worker before it reads a range itself
+_FIRST_START = 0.05
+
+
 class _Crew:
     """The workers of one split read and the ranges nobody has taken yet.
 
@@ -215,7 +219,8 @@ class _Crew:
         self.reading: dict[Connection, tuple[int, int, Any]] = {}
         self.procs: list[tuple[Any, Connection]] = []
         self.lock = threading.Lock()
-        self.started = threading.Event()
+        self.started = threading.Event()  # every worker has, or the starter gave up
+        self.one_started = threading.Event()
         self.failed: Exception | None = None
         self.pages_here = self.pages_apart = 0
 
@@ -245,15 +250,20 @@ class _Crew:
                 with self.lock:
                     self.procs.append((proc, conn))
                     self.reading[conn] = (task[0], k, proc)
+                self.one_started.set()
             self.log.info("sync_workers_started", workers=len(self.procs),
-                     pids=[p.pid for p, _ in self.procs])
+                          pids=[p.pid for p, _ in self.procs])
         except Exception as exc:  # noqa: BLE001 - raised in the engine's thread (pages)
             self.failed = exc
         finally:
+            self.one_started.set()
             self.started.set()
 
     def pages(self, here: Callable[[Any, Any], Iterator[PageDone]] | None,
               stop_when: threading.Event) -> Iterator[tuple[int, PageDone | None]]:
+        # a fork server that runs starts a worker in milliseconds: this process reads
+        # nothing then, else a worker would wait for it to end a page to get its next range
+        self.one_started.wait(_FIRST_START)
         while True:
             if stop_when.is_set():  # pass a stop on now, not when the next page comes in
                 self.stop.value = True
@@ -262,10 +272,9 @@ class _Crew:
             with self.lock:
                 running = list(self.reading)
             started = self.started.is_set()
-            # this process reads while no worker can: until they have all started, and
-            # after the last one has ended (when this process put a range back late)
-            if (here is not None and (not started or not running)
-                    and (task := self._take()) is not None):
+            # this process reads while no worker runs: before the first has started,
+            # and after the last has ended if a range is left (a stop was asked for)
+            if here is not None and not running and (task := self._take()) is not None:
                 yield from self._read_here(here, *task)
                 continue
             if not running:
@@ -278,15 +287,14 @@ class _Crew:
 
     def _read_here(self, here: Callable[[Any, Any], Iterator[PageDone]], i: int, after: Any,
                    upto: Any) -> Iterator[tuple[int, PageDone | None]]:
-        """Range i in this process, a page at a time; once every worker has started and
-        one still runs (or a stop is asked for), what is left of it goes back for a
-        worker to take."""
+        """Range i in this process, a page at a time; once a worker runs (or a stop is
+        asked for), what is left of it goes back for a worker to take."""
         pages = here(after, upto)
         for done in pages:
             self.pages_here += 1
             yield i, done  # the engine records it, and moves range i's start past it
             with self.lock:
-                if self.stop.value or (self.started.is_set() and self.reading):
+                if self.stop.value or self.reading:
                     self.todo.appendleft(i)
                     pages.close()
                     return
