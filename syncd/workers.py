@@ -308,20 +308,23 @@ class _Crew:
             proc.join(timeout=10)
             raise SyncdError(f"sync worker {k} ended without finishing (exit code "
                              f"{proc.exitcode})") from None
-        if message[0] == "page":
-            self.pages_apart += 1
-            yield i, message[1]
+        if message[0] == "page":  # ("page", PageDone or None, whether range i is read)
+            _, done, ended = message
+            if ended:  # its next range first: the worker goes on while the engine records
+                task = self._take()
+                conn.send(task)
+                with self.lock:
+                    if task is None:  # it ends
+                        del self.reading[conn]
+                    else:
+                        self.reading[conn] = (task[0], k, proc)
+            if done is not None:
+                self.pages_apart += 1
+                yield i, done
+            if ended:
+                yield i, None
         elif message[0] == "log":
             replay_log(self.log, message[1], message[2])
-        elif message[0] == "end":
-            task = self._take()  # first: the worker goes on while the engine records
-            conn.send(task)
-            with self.lock:
-                if task is None:  # it ends
-                    del self.reading[conn]
-                else:
-                    self.reading[conn] = (task[0], k, proc)
-            yield i, None
         elif message[0] == "stopped":
             with self.lock:
                 del self.reading[conn]
@@ -356,14 +359,21 @@ def _work(conn: Connection, task: tuple[int, Any, Any] | None, stop: Any, config
             freeze_what_is_loaded()
             while task is not None:
                 _i, after, upto = task
-                for page in source.scan_range(job.page_size, after, upto):
+                pages = source.scan_range(job.page_size, after, upto)
+                page = next(pages, None)
+                if page is None:
+                    conn.send(("page", None, True))
+                while page is not None:
                     if lifeline.gone():
                         return
                     if stop.value:
                         conn.send(("stopped",))
                         return
-                    conn.send(("page", run_page(page)))
-                conn.send(("end",))
+                    done = run_page(page)
+                    # read on first: the range's last page goes with its end, so the
+                    # engine sends the next range before it records this page
+                    page = next(pages, None)
+                    conn.send(("page", done, page is None))
                 task = conn.recv()
         finally:
             for channel, _mapping in channels:
