@@ -94,6 +94,10 @@ class ChannelSeen:
         self.pending: list[tuple[str, str, str]] = []
         self.hits = 0
         self.on = True
+        #: whether the channel has rows under ``fp`` to look up: on its first reconcile
+        #: (or after what decides its mapping changed) there are none, and a run reads
+        #: each record once, so every page's lookup would come back empty
+        self.any = True
 
     def marks(self, records: Sequence[RawRecord]
               ) -> list[tuple[str | None, str | None, str | None]]:
@@ -107,7 +111,9 @@ class ChannelSeen:
                 codes.append(None)
         digests = [raw_digest(r) for r in records]
         known = self._call(self.store.seen, self.fp,
-                           [c for c in codes if c is not None and _storable(c)]) or {}
+                           [c for c in codes if c is not None and _storable(c)]
+                           ) if self.any else None
+        known = known or {}
         out: list[tuple[str | None, str | None, str | None]] = []
         for code, digest in zip(codes, digests, strict=True):
             last = known.get(code) if code is not None else None
@@ -132,8 +138,10 @@ class ChannelSeen:
             self.pending = []
 
     def forget_others(self) -> None:
-        """Drop the channel's rows made under any other fingerprint."""
+        """Drop the channel's rows made under any other fingerprint, and note whether any
+        are left to look up."""
         self._call(lambda channel: self.store.forget_seen(channel, keep=self.fp))
+        self.any = self._call(self.store.has_seen, self.fp) is not False
 
     def _call(self, method: Any, *args: Any) -> Any:
         """A state DB call; on failure the cache is off for the rest of the run."""

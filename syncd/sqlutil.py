@@ -291,16 +291,17 @@ def fetch_dicts(conn: Connection, query: Select[Any]) -> list[dict[str, Any]]:
     return [dict(zip(keys, row)) for row in rows]
 
 
-def fetch_rows(conn: Connection, query: Select[Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """(column names, every row of ``query`` as a tuple), taken from the driver's cursor
-    in one ``fetchall``.
+def fetch_rows(conn: Connection, query: Select[Any], params: dict[str, Any] | None = None
+               ) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """(column names, every row of ``query`` (with ``params``) as a tuple), taken from
+    the driver's cursor in one ``fetchall``.
 
     The read-side twin of :func:`insert_many`: only the columns whose type has a
     result processor (a datetime stored as text in SQLite, say) are touched again,
     through the processor SQLAlchemy would apply; SQLAlchemy's ``Row`` objects are
     skipped.
     """
-    result = conn.execute(query)
+    result = conn.execute(query, params)
     try:
         keys = list(result.keys())
         touched = _result_processors(conn, query, result.cursor.description)

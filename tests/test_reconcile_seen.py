@@ -20,7 +20,7 @@ from syncd.mapping import load_mapping
 from syncd.reconcile import reconcile
 from syncd.sample import generate
 from syncd.seen import raw_digest
-from syncd.state.store import open_store
+from syncd.state.store import StateStore, open_store
 from syncd.state.tables import metadata
 
 
@@ -154,8 +154,33 @@ def test_rows_made_under_another_fingerprint_are_never_used(tmp_path):
     store.save_seen("hall", "old", [("A", "d1", "h1")])
     assert store.seen("hall", "new", ["A"]) == {}
     assert store.seen("hall", "old", ["A"]) == {"A": ("d1", "h1")}
+    assert (store.has_seen("hall", "old"), store.has_seen("hall", "new")) == (True, False)
+    assert not store.has_seen("portal", "old")
     store.forget_seen("hall", keep="new")
     assert store.seen("hall", "old", ["A"]) == {}
+    assert not store.has_seen("hall", "old")
+    store.close()
+
+
+def test_a_first_reconcile_looks_nothing_up(tmp_path):
+    """With no row under its fingerprint a channel's pages are not looked up (each would
+    come back empty); once rows are saved, the next run looks them up and reuses them."""
+    open_store(f"sqlite:///{tmp_path}/state.db").close()  # migrated
+
+    class Counting(StateStore):
+        lookups = 0
+
+        def seen(self, channel, fingerprint, codes):
+            Counting.lookups += 1
+            return super().seen(channel, fingerprint, codes)
+
+    store = Counting(f"sqlite:///{tmp_path}/state.db")
+    items = sorted(generate(30, seed=12), key=lambda i: i.item_code)
+    first = run_reconcile(_channels(items, items), "hall", workdir=tmp_path, store=store)
+    assert (Counting.lookups, first.reused) == (0, {"hall": 0, "portal": 0})
+    again = run_reconcile(_channels(items, items), "hall", workdir=tmp_path, store=store)
+    assert Counting.lookups > 0 and again.reused == {"hall": 30, "portal": 30}
+    assert _diffs(again) == _diffs(first) == []
     store.close()
 
 

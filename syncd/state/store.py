@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from syncd.errors import JobBusyError, StateError
-from syncd.sqlutil import make_engine, upsert
+from syncd.sqlutil import fetch_rows, make_engine, upsert
 from syncd.state import tables as t
 
 Clock = Callable[[], datetime]
@@ -461,7 +461,14 @@ class StateStore:
             return {}
         values = {"channel": channel, "fingerprint": fingerprint, "codes": list(set(codes))}
         return self._seen_call(lambda conn: {code: (digest, h) for code, digest, h
-                                             in conn.execute(_SEEN_QUERY, values)})
+                                             in fetch_rows(conn, _SEEN_QUERY, values)[1]})
+
+    def has_seen(self, channel: str, fingerprint: str) -> bool:
+        """Whether any row of ``channel`` was seen under ``fingerprint``."""
+        s = t.reconcile_seen
+        return self._seen_call(lambda conn: conn.execute(
+            select(s.c.item_code).where(s.c.channel == channel, s.c.fingerprint == fingerprint)
+            .limit(1)).first() is not None)
 
     def save_seen(self, channel: str, fingerprint: str,
                   rows: Sequence[tuple[str, str, str]]) -> None:
