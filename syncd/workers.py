@@ -169,9 +169,10 @@ def sync_apart(config: Config, job: str, store_url: str, split: Split, *,
     the way out after an error are killed: what they were writing was not recorded,
     and is sent again next run.
 
-    ``here(after, upto)``: that range's pages, read in this process. Until every worker
-    has started, this process reads ranges itself, a page at a time: the first split
-    read of a process waits ~0.4 s for the fork server's imports, with a core idle."""
+    ``here(after, upto)``: that range's pages, read in this process. Until the first
+    worker has started, this process reads ranges itself, a page at a time, and hands
+    back the rest of its range once one has: the first split read of a process waits
+    ~0.4 s for the fork server's imports, and a core idled through them."""
     ctx = helper_context(job_channels(config, job))
     stop = ctx.RawValue(ctypes.c_bool, False)
     crew = _Crew(split, stop, log.bind(job=job, run_id=run_id))
