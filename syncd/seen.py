@@ -110,10 +110,9 @@ class ChannelSeen:
             except MappingError:  # the full mapping reports it as unreadable
                 codes.append(None)
         digests = [raw_digest(r) for r in records]
-        known = self._call(self.store.seen, self.fp,
-                           [c for c in codes if c is not None and _storable(c)]
-                           ) if self.any else None
-        known = known or {}
+        known = (self._call(self.store.seen, self.fp,
+                            [c for c in codes if c is not None and _storable(c)])
+                 if self.any else None) or {}
         out: list[tuple[str | None, str | None, str | None]] = []
         for code, digest in zip(codes, digests, strict=True):
             last = known.get(code) if code is not None else None

@@ -165,7 +165,8 @@ def test_a_full_run_in_workers_reports_the_rows_gone_from_every_range(fresh_db, 
 
 @pytest.mark.parametrize("resume_workers", [1, 2, 3])
 def test_a_stopped_split_read_resumes_where_each_worker_was(fresh_db, tmp_path, resume_workers):
-    # ranges of 20 pages: more than a worker gets ahead of the engine (pipe buffers)
+    # 20 ranges of 3 pages: a stop finds some ranges read in part, some not begun, and
+    # workers ahead of the engine by what the pipes hold
     n = 3000
     src_url, dst_url = fresh_db("sqlite"), _target(fresh_db, "postgres")
     items = sorted(generate(n, seed=23), key=lambda i: i.item_code)
