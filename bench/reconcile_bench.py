@@ -45,9 +45,13 @@ Measurements (JSON lines):
                      they disagree.
   reconcile_fill_<pair>  the same with a state store (as ``syncd report reconcile``
                      runs it), first run: everything is mapped and each record's
-                     raw digest and content hash are stored.
+                     raw digest and exact digest are stored, and the content hash
+                     of each item found alike only after normalising (the 0.1 %
+                     cosmetic ones).
   reconcile_warm_<pair>  after 1 % of the second channel's records got a cosmetic
-                     edit: only those are mapped again; same checks.
+                     edit: only those are mapped again, and as their exact digests
+                     now differ from the first channel's, read again on both sides
+                     and compared field by field; same checks.
   reladiff_<pair>    where reladiff can reach both sides (it has no SQLite
                      driver, and on MySQL it only accepts numeric or UUID keys,
                      so in practice PostgreSQL vs PostgreSQL): reladiff's
@@ -434,7 +438,7 @@ def _child_reconcile(conn: Any, sides: list[tuple[str, str]], profile_to: str | 
                    "diffs": [(d.item_code, d.kind, d.field) for d in result.diffs],
                    "unreadable": result.unreadable[:20], "n_unreadable": len(result.unreadable),
                    "consistent": {n: s.consistent for n, s in result.stats.items()},
-                   "reused": result.reused})
+                   "reused": result.reused, "compared_again": result.compared_again})
     except BaseException as exc:  # noqa: BLE001 - shipped to the parent
         import traceback
         conn.send({"error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"})
@@ -583,9 +587,9 @@ def run(pair: list[tuple[str, str]], rows: int, seed: int, *, profile: bool,
 
         # The same reconcile with a state store, as `syncd report reconcile` runs it (after
         # reladiff, which would see the touched rows): the first run maps everything and
-        # keeps each record's raw digest and content hash (fill); after 1% of the second
+        # keeps each record's raw and exact digests (fill); after 1% of the second
         # channel's records are touched (a cosmetic edit, so the expected differences stay
-        # the same), the next run maps only those (warm).
+        # the same), the next run maps only those and compares them field by field (warm).
         state_url = f"sqlite:///{tmp / 'state.db'}"
         log(f"[{label}] syncd reconcile with a state store, first run (spawned child)")
         res = in_child(_child_reconcile, sides, None, state_url, in_process)
@@ -629,7 +633,8 @@ def _emit_checked(name: str, res: dict[str, Any], raw_seconds: float, inj: Injec
          rss_mb_timeline=res["timeline"], diffs=len(res["diffs"]),
          diffs_by_kind=dict(sorted(by_kind.items())), expected_diffs=len(inj.expected),
          injected=dict(inj.counts), cosmetic_injected=sum(inj.counts[k] for k in COSMETIC),
-         unreadable=res["n_unreadable"], reused=res["reused"], correct=ok, **extra)
+         unreadable=res["n_unreadable"], reused=res["reused"],
+         compared_again=res["compared_again"], correct=ok, **extra)
     if not ok:
         raise AssertionError(
             f"[{name}] reconcile disagrees with the injected differences: "

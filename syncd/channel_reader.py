@@ -5,10 +5,12 @@ one after another leave every core but one idle. Here each channel is read in a
 process of its own (forked from syncd's fork server, :mod:`syncd.child_process`:
 nothing is inherited from the parent but the arguments) that
 sends back, in item_code order, only what the merge needs: the item code, its
-digest (:class:`syncd.item_stream.Hashed`) and the raw key. The parent merges
+digests (:class:`syncd.item_stream.Hashed`) and the raw key. The parent merges
 those; an item whose digests disagree is read again by its raw key in the
 parent, where its fields are compared. The reader keeps the channel's cache of
-unchanged records (:mod:`syncd.seen`) in the state DB, as the parent would.
+unchanged records (:mod:`syncd.seen`) in the state DB, as the parent would, and
+saves it before it sends the items it describes: the parent saves content hashes
+for some of those items later, and a reader's older row must not replace them.
 
 A reader's log events are sent to the parent and logged there
 (:mod:`syncd.child_process`).
@@ -40,12 +42,12 @@ from syncd.gc_thresholds import fewer_collections
 from syncd.item_stream import Hashed, Remote, sorted_items
 from syncd.mapping import Mapping, load_mapping
 from syncd.retry import RetryPolicy
-from syncd.seen import open_seen
+from syncd.seen import SAVE_EVERY, ChannelSeen, open_seen
 from syncd.state.store import StateStore
 
 log = structlog.get_logger(__name__)
 
-BATCH = 1000  # items per message
+BATCH = SAVE_EVERY  # items per message (each sent once the cache rows for them are saved)
 #: a reader's errors of these kinds are raised as the same kind here (exit codes follow them)
 _KINDS = {e.__name__: e for e in (ConfigError, MappingError, StateError)}
 #: opens a channel: (connector, mapping); must pickle, as a reader process calls it
@@ -124,8 +126,8 @@ def _received(conn: Connection, name: str, proc: Any, hits: dict[str, int]
                                  f"{proc.exitcode})", channel=name) from None
         kind = message[0]
         if kind == "items":
-            for code, digest, raw_key, value in message[1]:
-                yield code, (Remote(digest, raw_key) if digest is not None
+            for code, digest, content, raw_key, value in message[1]:
+                yield code, (Remote(digest, content, raw_key) if digest is not None
                              else value)
         elif kind == "log":
             replay_log(log, message[1], message[2])
@@ -153,21 +155,27 @@ def _read(conn: Connection, opener: OpenChannel, name: str,
             seen = (open_seen(store, name, mapping, getattr(connector, "record_shape", ""))
                     if store is not None else None)
             freeze_what_is_loaded()
-            batch: list[tuple[str, str | None, Any, Any]] = []
-            digest = "content" if store is not None else "exact"
+            batch: list[tuple[str, str | None, str | None, Any, Any]] = []
             for code, value in sorted_items(connector, mapping, Path(workdir), keys=keys,
-                                            seen=seen, digest=digest):
+                                            seen=seen, hashed=True):
                 if isinstance(value, Hashed):
-                    batch.append((code, value.digest,
+                    batch.append((code, value.digest, value.content,
                                   value.record.get(mapping.key_column), None))
                 else:  # why it cannot be read, or an item that cannot be hashed
-                    batch.append((code, None, None, value))
+                    batch.append((code, None, None, None, value))
                 if len(batch) >= BATCH:
-                    conn.send(("items", batch))
+                    _send(conn, batch, seen)
                     batch = []
-            conn.send(("items", batch))
+            _send(conn, batch, seen)
             conn.send(("done", seen.hits if seen is not None else 0))
         finally:
             connector.close()
             if store is not None:
                 store.close()
+
+
+def _send(conn: Connection, batch: list[Any], seen: ChannelSeen | None) -> None:
+    """Send items once the cache rows noted for them are saved (see the module's doc)."""
+    if seen is not None:
+        seen.flush()
+    conn.send(("items", batch))

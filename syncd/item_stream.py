@@ -4,7 +4,7 @@ Each record is mapped (not validated: a value that breaks a rule is still what
 the channel says). A channel whose listing is not in key order is first spilled
 to a temporary SQLite file and read back sorted, so memory stays bounded. With a
 state store, records unchanged since the last reconcile are not mapped again
-(:mod:`syncd.seen`): they stand in as their stored content hash.
+(:mod:`syncd.seen`): they stand in as the digests kept for them.
 
 Kept apart from :mod:`syncd.reconcile` so that a reader process
 (:mod:`syncd.channel_reader`) imports only what reading a channel needs.
@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
@@ -29,43 +29,40 @@ from syncd.model import (
     ITEM_FIELDS,
     ServiceItem,
     attributes,
-    content_hash,
     kept_json,
     remembered,
 )
 from syncd.seen import ChannelSeen
 
 PAGE = 1000
-#: what an item is merged on: its normalised content hash, or its exact digest
-Digest = Literal["content", "exact"]
 
 
 def sorted_items(source: Any, mapping: Mapping, workdir: Path, *,
                  keys: Sequence[str] | None = None, seen: ChannelSeen | None = None,
-                 digest: Digest | None = None
-                 ) -> Iterator[tuple[str, ServiceItem | Hashed | str]]:
+                 hashed: bool = False) -> Iterator[tuple[str, ServiceItem | Hashed | str]]:
     """(item_code, item) in item_code order; an unreadable record gives (code, reason).
 
-    With ``digest`` each item comes as a :class:`Hashed` by its content hash
-    ("content") or its exact digest ("exact"); with ``seen`` (content hashes only),
-    records unchanged since the last reconcile are not mapped.
+    With ``hashed`` (implied by ``seen``) each item comes as a :class:`Hashed` by its
+    exact digest; with ``seen``, records unchanged since the last reconcile are not
+    mapped, and come with the content hash kept for them, if any.
     """
-    if seen is not None and digest != "content":
-        raise ValueError("the reconcile cache keeps content hashes: digest must be 'content'")
     pages = source.scan(PAGE, keys=keys) if keys else source.scan(PAGE)
     if not getattr(source, "ordered_scan", True):
         pages = _spilled(mapping, pages, workdir)
-    yield from _checked_order(source.name, _mapped(mapping, pages, seen, digest))
+    yield from _checked_order(source.name, _mapped(mapping, pages, seen,
+                                                   hashed or seen is not None))
 
 
 @dataclass(slots=True)
 class Hashed:
-    """An item by its digest; ``record`` is mapped only when its fields are needed.
+    """An item by its exact digest; ``record`` is mapped only when its fields are needed.
 
-    ``digest`` is the content hash when a state store is in use (that is what the store
-    keeps), else the exact digest; one run uses one kind for every channel."""
+    ``content`` is the content hash the reconcile cache kept for the item
+    (:mod:`syncd.seen`), if any: channels that agree on it are alike even where their
+    exact digests differ."""
 
     digest: str
+    content: str | None
     mapping: Mapping
     record: dict[str, Any]
     item: ServiceItem | None = None
@@ -86,11 +83,12 @@ class Remote:
     are needed it is read again by ``raw_key`` here."""
 
     digest: str
+    content: str | None
     raw_key: Any
 
 
 def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None,
-            digest: Digest | None) -> Iterator[tuple[str, ServiceItem | Hashed | str]]:
+            hashed: bool) -> Iterator[tuple[str, ServiceItem | Hashed | str]]:
     """Map each record; one the mapping cannot read becomes (code, reason).
 
     Items are not validated here: a value that breaks a rule (a placeholder, a bad
@@ -99,22 +97,25 @@ def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None,
     for page in pages:
         records = page.records
         marks = seen.marks(records) if seen and seen.on else [(None, None, None)] * len(records)
-        for record, (code, raw, last_hash) in zip(records, marks, strict=True):
-            if last_hash is not None:
-                yield code, Hashed(last_hash, mapping, record)  # type: ignore[misc]
+        for record, (code, raw, last) in zip(records, marks, strict=True):
+            if last is not None and raw == last[0]:  # unchanged since the last reconcile
+                yield code, Hashed(last[1], last[2], mapping, record)  # type: ignore[misc]
                 continue
             try:
                 item = mapping.to_item(record)
             except MappingError as exc:
                 yield unreadable(mapping, record, exc)
                 continue
-            h = _digest_of(item, exact=digest == "exact") if digest else None
-            if h is None:
+            exact = exact_or_none(item) if hashed else None
+            if exact is None:
                 yield item.item_code, item
                 continue
+            # a record changed in what the comparison does not read (an update time)
+            # keeps its content hash
+            content = last[2] if last is not None and last[1] == exact else None
             if seen is not None and code == item.item_code:
-                seen.note(code, raw, h)
-            yield item.item_code, Hashed(h, mapping, record, item)
+                seen.note(code, raw, exact, content)
+            yield item.item_code, Hashed(exact, content, mapping, record, item)
     if seen:
         seen.flush()
 
@@ -130,12 +131,11 @@ def unreadable(mapping: Mapping, record: dict[str, Any], exc: MappingError) -> t
     return exc.item_code or str(record.get(mapping.key_column, "")), reason_of(exc)
 
 
-def _digest_of(item: ServiceItem, *, exact: bool) -> str | None:
-    """The item's exact digest or content hash, or None when a value cannot be hashed
-    (an integer past 64 bits): such an item is compared field by field and not
-    remembered."""
+def exact_or_none(item: ServiceItem) -> str | None:
+    """The item's exact digest, or None when a value cannot be hashed (an integer past
+    64 bits): such an item is compared field by field and not remembered."""
     try:
-        return exact_digest(item) if exact else content_hash(item)
+        return exact_digest(item)
     except orjson.JSONEncodeError:
         return None
 
@@ -152,7 +152,7 @@ def exact_digest(item: ServiceItem) -> str:
     Equal digests mean equal values, so the item is consistent at once; unequal ones
     only mean the item is compared field by field (where cosmetic differences are
     normalised away). Far cheaper than :func:`syncd.model.content_hash`, so it is what
-    a reconcile without a state store merges on.
+    reconcile merges on.
 
     SHA-256 cut to 128 bits: it is never stored, so it can be whichever hash is
     fastest where syncd runs, and CPUs have SHA-256 instructions (x86 SHA-NI, ARMv8):

@@ -2,11 +2,12 @@
 
 Each channel is streamed in item_code order (:mod:`syncd.item_stream`; with
 openers, each in a reader process of its own, :mod:`syncd.channel_reader`), the
-streams are merged, items whose channels agree on one digest (the content hash,
-or without a state store the exact digest) are consistent at once, and the
+streams are merged, items whose channels agree on one digest (the exact digest,
+or the content hash the reconcile cache kept) are consistent at once, and the
 others are compared with the reference channel on normalised comparison keys,
 so cosmetic differences (width, whitespace, dashes, phone formats, order of
-materials) are not reported.
+materials) are not reported. An item found alike only that way gets its content
+hash kept in the cache, so the next reconcile settles it at once.
 """
 
 from __future__ import annotations
@@ -32,16 +33,23 @@ from syncd.item_stream import (
     COMPARED,
     FIELD_NAMES,
     PAGE,
-    Digest,
     Hashed,
     Remote,
+    exact_or_none,
     sorted_items,
     unreadable,
 )
 from syncd.mapping import Mapping
-from syncd.model import CHILDREN, ITEM_FIELDS, ServiceItem, children_json, field_key
+from syncd.model import (
+    CHILDREN,
+    ITEM_FIELDS,
+    ServiceItem,
+    children_json,
+    content_hash,
+    field_key,
+)
 from syncd.report.data import Diff
-from syncd.seen import ChannelSeen, open_seen
+from syncd.seen import ChannelSeen, open_seen, raw_digest
 from syncd.state.store import StateStore
 
 log = structlog.get_logger(__name__)
@@ -91,6 +99,7 @@ class ReconcileResult:
     stats: dict[str, ChannelStats] = field(default_factory=dict)
     unreadable: list[tuple[str, str, str]] = field(default_factory=list)  # (channel, code, reason)
     reused: dict[str, int] = field(default_factory=dict)  # channel → records not mapped again
+    compared_again: int = 0   # items whose digests disagreed: read again, field by field
 
     def field_rates(self) -> dict[str, float]:
         """Consistency per field, over every compared channel."""
@@ -132,10 +141,10 @@ def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
         stack.enter_context(fewer_collections())
         readers = stack.enter_context(read_apart({n: openers[n] for n in apart}, store,  # type: ignore[index]
                                                  keys=keys, workdir=Path(tmp)))
-        # channels read here next to readers must come by the readers' kind of digest
-        kind: Digest | None = ("content" if store is not None else "exact") if apart else None
+        # channels read here next to readers must come hashed, as the readers' do
         here = _read_here({n: channels[n] for n in names if n not in apart}, store, keys,
-                          Path(tmp), digest=kind)
+                          Path(tmp), hashed=bool(apart))
+        savers = _savers(store, {n: channels[n] for n in apart}, here)
         streams = [_tagged(i, readers.streams.get(n) or here.streams[n])
                    for i, n in enumerate(names)]
         group: dict[str, Value] = {}
@@ -143,7 +152,7 @@ def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
         current: str | None = None
         for code, i, value in heapq.merge(*streams, key=lambda t: (t[0], t[1])):
             if code != current and current is not None:
-                _settle(current, group, result, pending, channels, max_diffs)
+                _settle(current, group, result, pending, channels, max_diffs, savers)
                 group = {}
             current = code
             if names[i] in group:  # two records of one channel read as the same item
@@ -151,13 +160,15 @@ def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
                 continue
             group[names[i]] = value
         if current is not None:
-            _settle(current, group, result, pending, channels, max_diffs)
-        _compare_pending(pending, result, channels, max_diffs)
+            _settle(current, group, result, pending, channels, max_diffs, savers)
+        _compare_pending(pending, result, channels, max_diffs, savers)
+        for saver in savers.values():
+            saver.flush()
         result.reused = {**readers.reused(), **here.reused()}
         result.unreadable.sort(key=lambda u: (u[1], u[0]))  # by item, then channel
     log.info("reconcile_done", run_id=result.run_id, items=result.items,
              differences=result.total_diffs, reused=result.reused,
-             reader_processes=len(apart))
+             compared_again=result.compared_again, reader_processes=len(apart))
     return result
 
 
@@ -180,14 +191,27 @@ class _Here:
 
 
 def _read_here(channels: dict[str, tuple[Any, Mapping]], store: StateStore | None,
-               keys: Sequence[str] | None, workdir: Path, *, digest: Digest | None) -> _Here:
-    """Stream ``channels`` in this process: by content hash where the reconcile cache is
-    on, else by ``digest`` (the readers' kind, when reader processes read the others)."""
+               keys: Sequence[str] | None, workdir: Path, *, hashed: bool) -> _Here:
+    """Stream ``channels`` in this process: hashed where the reconcile cache is on or
+    reader processes read the other channels, else as plain items."""
     seen = {n: open_seen(store, n, m, getattr(c, "record_shape", "")) if store is not None
             else None for n, (c, m) in channels.items()}
-    return _Here({n: sorted_items(c, m, workdir, keys=keys, seen=seen[n],
-                                  digest="content" if seen[n] is not None else digest)
+    return _Here({n: sorted_items(c, m, workdir, keys=keys, seen=seen[n], hashed=hashed)
                   for n, (c, m) in channels.items()}, seen)
+
+
+def _savers(store: StateStore | None, apart: dict[str, tuple[Any, Mapping]], here: _Here
+            ) -> dict[str, ChannelSeen]:
+    """Where this process keeps content hashes, per channel: the cache its own channels
+    read through, and for each reader's channel one under the reader's fingerprint
+    (that reader drops the older rows)."""
+    savers = {n: s for n, s in here.seen.items() if s is not None}
+    if store is not None:
+        for n, (c, m) in apart.items():
+            if (s := open_seen(store, n, m, getattr(c, "record_shape", ""),
+                               forget=False)) is not None:
+                savers[n] = s
+    return savers
 
 
 def _tagged(index: int, stream: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, int, Any]]:
@@ -197,7 +221,8 @@ def _tagged(index: int, stream: Iterator[tuple[str, Any]]) -> Iterator[tuple[str
 
 def _settle(code: str, group: dict[str, Value], result: ReconcileResult,
             pending: list[tuple[str, dict[str, Value]]],
-            channels: dict[str, tuple[Any, Mapping]], max_diffs: int) -> None:
+            channels: dict[str, tuple[Any, Mapping]], max_diffs: int,
+            savers: dict[str, ChannelSeen]) -> None:
     """An item whose channels all hold one digest is consistent at once; the others
     wait in ``pending`` to be compared field by field, a batch at a time."""
     if _all_same_digest(group, len(result.channels) + 1):
@@ -210,25 +235,49 @@ def _settle(code: str, group: dict[str, Value], result: ReconcileResult,
         return
     pending.append((code, group))
     if len(pending) >= RESOLVE_BATCH:
-        _compare_pending(pending, result, channels, max_diffs)
+        _compare_pending(pending, result, channels, max_diffs, savers)
 
 
 def _compare_pending(pending: list[tuple[str, dict[str, Value]]], result: ReconcileResult,
-                     channels: dict[str, tuple[Any, Mapping]], max_diffs: int) -> None:
+                     channels: dict[str, tuple[Any, Mapping]], max_diffs: int,
+                     savers: dict[str, ChannelSeen]) -> None:
     """Compare the waiting items in item_code order, then forget them."""
     _read_again(pending, channels)
     for code, group in pending:
         if not group:  # gone from every channel since it was read
             continue
-        _compare_group(code, {n: v.resolve() if isinstance(v, Hashed) else v
-                              for n, v in group.items()}, result, max_diffs)
+        result.compared_again += 1
+        alike = _compare_group(code, {n: v.resolve() if isinstance(v, Hashed) else v
+                                      for n, v in group.items()}, result, max_diffs)
+        if alike and savers:
+            _keep_content_hash(code, group, savers)
     pending.clear()
+
+
+def _keep_content_hash(code: str, group: dict[str, Value], savers: dict[str, ChannelSeen]
+                       ) -> None:
+    """An item every channel holds alike, though not as the same exact digest (it
+    differs cosmetically): keep its content hash for each channel, so the next
+    reconcile settles it on those without reading it again."""
+    hashed = [v for v in group.values() if isinstance(v, Hashed) and v.item is not None]
+    if len(hashed) != len(group):
+        return  # an item that cannot be hashed is compared every time
+    hashes = {content_hash(v.item) for v in hashed}  # type: ignore[arg-type]
+    if len(hashes) != 1:
+        return  # alike as compared, apart as hashed: nothing to settle next time
+    content = hashes.pop()
+    for name, value in group.items():
+        saver = savers.get(name)
+        if saver is not None and value.content != content:  # type: ignore[union-attr]
+            saver.note(code, raw_digest(value.record), value.digest,  # type: ignore[union-attr]
+                       content)
 
 
 def _read_again(pending: list[tuple[str, dict[str, Value]]],
                 channels: dict[str, tuple[Any, Mapping]]) -> None:
-    """Replace each :class:`Remote` by the item it is now, read by its raw key (a page of
-    keys per channel). An item deleted since its reader saw it is now absent."""
+    """Replace each :class:`Remote` by what it is now, read by its raw key (a page of
+    keys per channel): a :class:`Hashed`, as a reader sends it, mapped. An item
+    deleted since its reader saw it is now absent."""
     wanted: dict[str, list[tuple[str, dict[str, Value]]]] = {}
     for code, group in pending:
         for name, value in group.items():
@@ -237,14 +286,17 @@ def _read_again(pending: list[tuple[str, dict[str, Value]]],
     for name, groups in wanted.items():
         connector, mapping = channels[name]
         keys = [g[name].raw_key for _code, g in groups]  # type: ignore[union-attr]
-        now: dict[str, ServiceItem | str] = {}
+        now: dict[str, Value] = {}
         for page in connector.scan(PAGE, keys=keys):
             for record in page.records:
                 try:
                     item = mapping.to_item(record)
-                    now.setdefault(item.item_code, item)
                 except MappingError as exc:
                     now.setdefault(*unreadable(mapping, record, exc))
+                    continue
+                exact = exact_or_none(item)
+                now.setdefault(item.item_code, item if exact is None else
+                               Hashed(exact, None, mapping, record, item))
         for code, group in groups:
             if code in now:
                 group[name] = now[code]
@@ -253,8 +305,10 @@ def _read_again(pending: list[tuple[str, dict[str, Value]]],
 
 
 def _compare_group(code: str, group: dict[str, ServiceItem | str],
-                   result: ReconcileResult, max_diffs: int) -> None:
+                   result: ReconcileResult, max_diffs: int) -> bool:
+    """Compare one item; whether every channel holds it, readable and alike."""
     result.items += 1
+    alike = len(group) == len(result.channels) + 1
     ref = group.get(result.reference)
     for name, value in group.items():
         if isinstance(value, str):
@@ -267,6 +321,7 @@ def _compare_group(code: str, group: dict[str, ServiceItem | str],
         if isinstance(other, str) or (ref is not None and ref_item is None):
             stats.unreadable += 1
             stats.items += 1
+            alike = False
             continue
         if ref_item is None and other is None:
             continue
@@ -280,17 +335,23 @@ def _compare_group(code: str, group: dict[str, ServiceItem | str],
             found = _field_diffs(code, title, ref_item, other, name, stats)
         if not found:
             stats.consistent += 1
+        alike = alike and not found
         result.total_diffs += len(found)
         room = max_diffs - len(result.diffs)
         result.diffs.extend(found[:max(room, 0)])
+    return alike
 
 
 def _all_same_digest(group: dict[str, Value], channels: int) -> bool:
-    """Every channel holds the item with one digest: nothing differs, nothing to map."""
+    """Every channel holds the item with one exact digest, or with one content hash
+    kept from an earlier reconcile: nothing differs, nothing to map."""
     if len(group) != channels:
         return False
-    hashes = {getattr(v, "digest", None) for v in group.values()}
-    return len(hashes) == 1 and None not in hashes
+    for attr in ("digest", "content"):
+        hashes = {getattr(v, attr, None) for v in group.values()}
+        if len(hashes) == 1 and None not in hashes:
+            return True
+    return False
 
 
 def _field_diffs(code: str, title: str | None, ref: ServiceItem, other: ServiceItem,

@@ -2,10 +2,19 @@
 
 A daily reconcile of a million items reads every record of every channel, but
 few change from one day to the next. For each record we keep a digest of its
-raw form and the content hash it mapped to. When the digest is the same today,
-mapping it again would give the same hash (mapping is deterministic), so the
-stored hash stands in for the item; the record is mapped only if that hash
-disagrees with another channel's and the fields must be shown.
+raw form and the exact digest of the item it mapped to
+(:func:`syncd.item_stream.exact_digest`). When the raw digest is the same today,
+mapping it again would give the same item (mapping is deterministic), so the
+stored digest stands in for the item; the record is mapped only if that digest
+disagrees with another channel's and the fields must be compared.
+
+Channels that differ only cosmetically (widths, whitespace, the order of
+materials) disagree on exact digests every day. For those items reconcile also
+keeps the content hash (:func:`syncd.model.content_hash`, normalised), which it
+computes only once the fields were compared and found alike: the next
+reconcile settles them on equal content hashes without reading them again.
+Normalising every text field of every record (what a content hash costs) is
+the larger part of mapping one, so it is done for those few items only.
 
 A row is only valid under what made it, so each row carries a fingerprint of the
 mapping text, the code tables, syncd's mapping code, the Unicode and Python
@@ -42,6 +51,8 @@ _PACKAGE = Path(__file__).resolve().parent
 _MAPPING_CODE = ("steps.py", "mapping.py", "model.py", "normalize.py", "codes.py",
                  "yaml_lines.py")
 SAVE_EVERY = 5000
+#: what was kept for an item_code: (raw digest, exact digest, content hash or None)
+Row = tuple[str, str, str | None] | None
 MAX_CODE = 64  # reconcile_seen.item_code's length
 
 
@@ -91,7 +102,9 @@ class ChannelSeen:
 
     def __init__(self, store: StateStore, channel: str, mapping: Mapping, fp: str) -> None:
         self.store, self.channel, self.mapping, self.fp = store, channel, mapping, fp
-        self.pending: list[tuple[str, str, str]] = []
+        #: item_code → (raw digest, exact digest, content hash): a later note of one
+        #: code replaces an earlier one not yet saved
+        self.pending: dict[str, tuple[str, str, str | None]] = {}
         self.hits = 0
         self.on = True
         #: whether the channel has rows under ``fp`` to look up: on its first reconcile
@@ -99,10 +112,10 @@ class ChannelSeen:
         #: each record once, so every page's lookup would come back empty
         self.any = True
 
-    def marks(self, records: Sequence[RawRecord]
-              ) -> list[tuple[str | None, str | None, str | None]]:
-        """Per record: (item_code, raw digest, the content hash it had last time if the
-        raw record is unchanged, else None)."""
+    def marks(self, records: Sequence[RawRecord]) -> list[tuple[str | None, str | None, Row]]:
+        """Per record: (item_code, raw digest, what was kept for its code last time:
+        (raw digest, exact digest, content hash) or None). The record is unchanged when
+        its raw digest is the one kept."""
         codes: list[str | None] = []
         for record in records:
             try:
@@ -113,28 +126,27 @@ class ChannelSeen:
         known = (self._call(self.store.seen, self.fp,
                             [c for c in codes if c is not None and _storable(c)])
                  if self.any else None) or {}
-        out: list[tuple[str | None, str | None, str | None]] = []
+        out: list[tuple[str | None, str | None, Row]] = []
         for code, digest in zip(codes, digests, strict=True):
             last = known.get(code) if code is not None else None
-            same = last[1] if last is not None and digest is not None and last[0] == digest \
-                else None
-            self.hits += same is not None
-            out.append((code, digest, same))
+            self.hits += last is not None and digest is not None and last[0] == digest
+            out.append((code, digest, last))
         return out
 
-    def note(self, code: str, digest: str | None, content_hash: str) -> None:
-        """Remember a freshly mapped record (saved in batches of ``SAVE_EVERY``)."""
-        if digest is None or not _storable(code):
+    def note(self, code: str, raw: str | None, exact: str, content: str | None) -> None:
+        """Remember a mapped record's digests (saved in batches of ``SAVE_EVERY``)."""
+        if raw is None or not _storable(code):
             return  # mapped again next time
-        self.pending.append((code, digest, content_hash))
+        self.pending[code] = (raw, exact, content)
         if len(self.pending) >= SAVE_EVERY:
             self.flush()
 
     def flush(self) -> None:
         """Save what was noted since the last flush."""
         if self.pending:
-            self._call(self.store.save_seen, self.fp, self.pending)
-            self.pending = []
+            self._call(self.store.save_seen, self.fp,
+                       [(code, *row) for code, row in self.pending.items()])
+            self.pending = {}
 
     def forget_others(self) -> None:
         """Drop the channel's rows made under any other fingerprint, and note whether any
@@ -154,12 +166,14 @@ class ChannelSeen:
             return None
 
 
-def open_seen(store: StateStore, channel: str, mapping: Mapping, shape: str
-              ) -> ChannelSeen | None:
-    """The channel's seen rows under what decides its mapping today (older ones dropped)."""
+def open_seen(store: StateStore, channel: str, mapping: Mapping, shape: str, *,
+              forget: bool = True) -> ChannelSeen | None:
+    """The channel's seen rows under what decides its mapping today; unless ``forget``
+    is false (the channel's reader process drops them), older ones are dropped."""
     fp = fingerprint(mapping, shape)
     if fp is None:
         return None
     seen = ChannelSeen(store, channel, mapping, fp)
-    seen.forget_others()
+    if forget:
+        seen.forget_others()
     return seen

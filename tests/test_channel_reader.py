@@ -202,21 +202,27 @@ def test_channels_past_the_reader_limit_are_read_here_on_the_same_digests(tmp_pa
     openers = {n: ListOpener(n, records[n], True, m.file, str(tmp_path / f"{n}.pid"))
                for n, (_c, m) in channels.items()}
     store = open_store(f"sqlite:///{tmp_path}/state.db") if with_store else None
-    with capture_logs() as logs:
-        result = reconcile(channels, "hall", workdir=tmp_path, openers=openers, store=store,
-                           max_readers=2)
-    assert sorted(p.stem for p in tmp_path.glob("*.pid")) == ["hall", "portal"]
-    assert [e["reader_processes"] for e in logs if e["event"] == "reconcile_done"] == [2]
-    assert sorted((d.item_code, d.channel, d.field) for d in result.diffs) == sorted([
-        (items[3].item_code, "portal", "address"), (items[8].item_code, "hall2", "conditions")])
-    assert {n: s.consistent for n, s in result.stats.items()} == {
-        "portal": 29, "hall2": 29, "portal2": 30}
-    # only the items whose digests disagree were read again from the readers' channels:
-    # the cosmetic one too by exact digest, not by content hash
-    again = 2 if with_store else 3
-    assert [len(channels[n][0].asked) for n in ("hall", "portal", "hall2", "portal2")] == [
-        again, again, 0, 0]
+    for run in (1, 2) if with_store else (1,):
+        for c, _m in channels.values():
+            c.asked = []
+        with capture_logs() as logs:
+            result = reconcile(channels, "hall", workdir=tmp_path, openers=openers,
+                               store=store, max_readers=2)
+        assert sorted(p.stem for p in tmp_path.glob("*.pid")) == ["hall", "portal"]
+        assert [e["reader_processes"] for e in logs if e["event"] == "reconcile_done"] == [2]
+        assert sorted((d.item_code, d.channel, d.field) for d in result.diffs) == sorted([
+            (items[3].item_code, "portal", "address"),
+            (items[8].item_code, "hall2", "conditions")])
+        assert {n: s.consistent for n, s in result.stats.items()} == {
+            "portal": 29, "hall2": 29, "portal2": 30}
+        # only the items whose digests disagree were read again from the readers'
+        # channels: on a first run the cosmetic one too (its exact digests differ); once
+        # it was found alike its content hash is kept, and it is settled on that
+        again = 3 if run == 1 else 2
+        assert result.compared_again == again
+        assert [len(channels[n][0].asked) for n in ("hall", "portal", "hall2", "portal2")] == [
+            again, again, 0, 0]
     if store is not None:
-        assert set(result.reused) == {"hall", "portal", "hall2", "portal2"}
+        assert result.reused == {"hall": 30, "portal": 30, "hall2": 30, "portal2": 30}
         store.close()
     assert multiprocessing.active_children() == []

@@ -68,10 +68,21 @@ def test_second_reconcile_maps_only_what_changed_and_finds_the_same(fresh_db, tm
     portal_items[3] = items[3]
     later = run(store=store)
     assert later.reused == {"hall": 60, "portal": 56}
-    assert [(c, k, f) for c, k, f, _a, _b in _diffs(later)] == sorted(
+    expected = sorted(
         [(items[9].item_code, "stale", "version"), (items[9].item_code, "differs", "consult_phone"),
          (items[20].item_code, "missing", None), (items[30].item_code, "differs", "address")],
         key=lambda d: (d[0], d[1] != "stale"))
+    assert [(c, k, f) for c, k, f, _a, _b in _diffs(later)] == expected
+    assert later.compared_again == 4  # 9, 20, 30 and the cosmetic 40 (exact digests differ)
+
+    # 40 was found alike, so its content hash was kept: it is settled on that now, also
+    # after an edit the comparison does not read (the version), which keeps the hash
+    settled = run(store=store)
+    assert settled.compared_again == 3 and settled.reused == {"hall": 60, "portal": 59}
+    portal_items[40] = dataclasses.replace(portal_items[40], version=(items[40].version or 1) + 5)
+    touched = run(store=store)
+    assert touched.compared_again == 3 and touched.reused == {"hall": 60, "portal": 58}
+    assert [(c, k, f) for c, k, f, _a, _b in _diffs(touched)] == expected
     store.close()
 
 
@@ -151,9 +162,10 @@ def test_rows_made_under_another_fingerprint_are_never_used(tmp_path):
     """A reconcile still running with yesterday's mapping saves rows after today's began:
     they are kept apart by fingerprint."""
     store = open_store(f"sqlite:///{tmp_path}/state.db")
-    store.save_seen("hall", "old", [("A", "d1", "h1")])
+    store.save_seen("hall", "old", [("A", "d1", "e1", None), ("B", "d2", "e2", "h2")])
     assert store.seen("hall", "new", ["A"]) == {}
-    assert store.seen("hall", "old", ["A"]) == {"A": ("d1", "h1")}
+    assert store.seen("hall", "old", ["A", "B"]) == {"A": ("d1", "e1", None),
+                                                     "B": ("d2", "e2", "h2")}
     assert (store.has_seen("hall", "old"), store.has_seen("hall", "new")) == (True, False)
     assert not store.has_seen("portal", "old")
     store.forget_seen("hall", keep="new")

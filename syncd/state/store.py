@@ -454,13 +454,13 @@ class StateStore:
             s.c.channel == channel, s.c.fingerprint != keep)))
 
     def seen(self, channel: str, fingerprint: str, codes: Sequence[str]
-             ) -> dict[str, tuple[str, str]]:
-        """item_code → (raw digest, content hash) for those of ``codes`` seen under
-        ``fingerprint``."""
+             ) -> dict[str, tuple[str, str, str | None]]:
+        """item_code → (raw digest, exact digest, content hash or None) for those of
+        ``codes`` seen under ``fingerprint``."""
         if not codes:
             return {}
         values = {"channel": channel, "fingerprint": fingerprint, "codes": list(set(codes))}
-        return self._seen_call(lambda conn: {code: (digest, h) for code, digest, h
+        return self._seen_call(lambda conn: {row[0]: row[1:] for row
                                              in fetch_rows(conn, _SEEN_QUERY, values)[1]})
 
     def has_seen(self, channel: str, fingerprint: str) -> bool:
@@ -471,12 +471,13 @@ class StateStore:
             .limit(1)).first() is not None)
 
     def save_seen(self, channel: str, fingerprint: str,
-                  rows: Sequence[tuple[str, str, str]]) -> None:
-        """Keep (item_code, raw digest, content hash) rows, replacing older ones."""
+                  rows: Sequence[tuple[str, str, str, str | None]]) -> None:
+        """Keep (item_code, raw digest, exact digest, content hash or None) rows,
+        replacing older ones (of one item_code given twice, the last)."""
         self._seen_call(lambda conn: upsert(conn, t.reconcile_seen, [
             {"channel": channel, "item_code": code, "fingerprint": fingerprint,
-             "raw_digest": digest, "content_hash": h}
-            for code, digest, h in {r[0]: r for r in rows}.values()],
+             "raw_digest": raw, "exact_digest": exact, "content_hash": content}
+            for code, raw, exact, content in {r[0]: r for r in rows}.values()],
             ["channel", "item_code"]))
 
     def _seen_call(self, fn: Callable[[Any], Any]) -> Any:
@@ -491,7 +492,7 @@ class StateStore:
 #: one statement for every page's lookup: a statement built per page with its codes in
 #: it is left in reference cycles once run, holding those codes until the collector runs
 _SEEN_QUERY = select(t.reconcile_seen.c.item_code, t.reconcile_seen.c.raw_digest,
-                     t.reconcile_seen.c.content_hash).where(
+                     t.reconcile_seen.c.exact_digest, t.reconcile_seen.c.content_hash).where(
     t.reconcile_seen.c.channel == bindparam("channel"),
     t.reconcile_seen.c.fingerprint == bindparam("fingerprint"),
     t.reconcile_seen.c.item_code.in_(bindparam("codes", expanding=True)))

@@ -147,14 +147,17 @@ reconcile_diff = Table(
     Index("ix_reconcile_diff_run", "run_id"),
 )
 
-# What each channel held at its last reconcile: a digest of the raw record and the
-# content hash it mapped to, under a fingerprint of everything that decided that
-# mapping. Unchanged records are not mapped again (see syncd/seen.py).
+# What each channel held at its last reconcile: a digest of the raw record, the exact
+# digest of the item it mapped to and, once reconcile has had a reason to compute it
+# (the item differed from another channel only cosmetically), its content hash; all
+# under a fingerprint of everything that decided that mapping. Unchanged records are
+# not mapped again (see syncd/seen.py).
 reconcile_seen = Table(
     "reconcile_seen", metadata,
     Column("channel", CHANNEL, primary_key=True),
     Column("item_code", CODE, primary_key=True),
     Column("fingerprint", String(32), nullable=False),
     Column("raw_digest", String(32), nullable=False),
-    Column("content_hash", String(32), nullable=False),
+    Column("exact_digest", String(32), nullable=False),
+    Column("content_hash", String(32)),
 )
