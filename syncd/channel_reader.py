@@ -8,9 +8,7 @@ sends back, in item_code order, only what the merge needs: the item code, its
 digests (:class:`syncd.item_stream.Hashed`) and the raw key. The parent merges
 those; an item whose digests disagree is read again by its raw key in the
 parent, where its fields are compared. The reader keeps the channel's cache of
-unchanged records (:mod:`syncd.seen`) in the state DB, as the parent would, and
-saves it before it sends the items it describes: the parent saves content hashes
-for some of those items later, and a reader's older row must not replace them.
+unchanged records (:mod:`syncd.seen`) in the state DB, as the parent would.
 
 A reader's log events are sent to the parent and logged there
 (:mod:`syncd.child_process`).
@@ -42,12 +40,12 @@ from syncd.gc_thresholds import fewer_collections
 from syncd.item_stream import Hashed, Remote, sorted_items
 from syncd.mapping import Mapping, load_mapping
 from syncd.retry import RetryPolicy
-from syncd.seen import SAVE_EVERY, ChannelSeen, open_seen
+from syncd.seen import open_seen
 from syncd.state.store import StateStore
 
 log = structlog.get_logger(__name__)
 
-BATCH = SAVE_EVERY  # items per message (each sent once the cache rows for them are saved)
+BATCH = 1000  # items per message
 #: a reader's errors of these kinds are raised as the same kind here (exit codes follow them)
 _KINDS = {e.__name__: e for e in (ConfigError, MappingError, StateError)}
 #: opens a channel: (connector, mapping); must pickle, as a reader process calls it
@@ -164,18 +162,11 @@ def _read(conn: Connection, opener: OpenChannel, name: str,
                 else:  # why it cannot be read, or an item that cannot be hashed
                     batch.append((code, None, None, None, value))
                 if len(batch) >= BATCH:
-                    _send(conn, batch, seen)
+                    conn.send(("items", batch))
                     batch = []
-            _send(conn, batch, seen)
+            conn.send(("items", batch))
             conn.send(("done", seen.hits if seen is not None else 0))
         finally:
             connector.close()
             if store is not None:
                 store.close()
-
-
-def _send(conn: Connection, batch: list[Any], seen: ChannelSeen | None) -> None:
-    """Send items once the cache rows noted for them are saved (see the module's doc)."""
-    if seen is not None:
-        seen.flush()
-    conn.send(("items", batch))

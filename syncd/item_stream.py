@@ -114,7 +114,7 @@ def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None,
             # keeps its content hash
             content = last[2] if last is not None and last[1] == exact else None
             if seen is not None and code == item.item_code:
-                seen.note(code, raw, exact, content)
+                seen.note(code, raw, exact)
             yield item.item_code, Hashed(exact, content, mapping, record, item)
     if seen:
         seen.flush()

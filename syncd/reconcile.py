@@ -49,7 +49,7 @@ from syncd.model import (
     field_key,
 )
 from syncd.report.data import Diff
-from syncd.seen import ChannelSeen, open_seen, raw_digest
+from syncd.seen import ChannelSeen, open_seen
 from syncd.state.store import StateStore
 
 log = structlog.get_logger(__name__)
@@ -269,8 +269,7 @@ def _keep_content_hash(code: str, group: dict[str, Value], savers: dict[str, Cha
     for name, value in group.items():
         saver = savers.get(name)
         if saver is not None and value.content != content:  # type: ignore[union-attr]
-            saver.note(code, raw_digest(value.record), value.digest,  # type: ignore[union-attr]
-                       content)
+            saver.note_alike(code, value.digest, content)  # type: ignore[union-attr]
 
 
 def _read_again(pending: list[tuple[str, dict[str, Value]]],

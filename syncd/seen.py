@@ -14,7 +14,11 @@ keeps the content hash (:func:`syncd.model.content_hash`, normalised), which it
 computes only once the fields were compared and found alike: the next
 reconcile settles them on equal content hashes without reading them again.
 Normalising every text field of every record (what a content hash costs) is
-the larger part of mapping one, so it is done for those few items only.
+the larger part of mapping one, so it is done for those few items only. Those
+hashes live in a table of their own, written only by the process that compares
+(a reader writes the other), each valid for the exact digest it was computed
+with: neither process can overwrite the other's rows, in whatever order their
+writes land.
 
 A row is only valid under what made it, so each row carries a fingerprint of the
 mapping text, the code tables, syncd's mapping code, the Unicode and Python
@@ -102,9 +106,10 @@ class ChannelSeen:
 
     def __init__(self, store: StateStore, channel: str, mapping: Mapping, fp: str) -> None:
         self.store, self.channel, self.mapping, self.fp = store, channel, mapping, fp
-        #: item_code → (raw digest, exact digest, content hash): a later note of one
-        #: code replaces an earlier one not yet saved
-        self.pending: dict[str, tuple[str, str, str | None]] = {}
+        #: item_code → (raw digest, exact digest) and → (exact digest, content hash): a
+        #: later note of one code replaces an earlier one not yet saved
+        self.pending: dict[str, tuple[str, str]] = {}
+        self.alike: dict[str, tuple[str, str]] = {}
         self.hits = 0
         self.on = True
         #: whether the channel has rows under ``fp`` to look up: on its first reconcile
@@ -133,20 +138,30 @@ class ChannelSeen:
             out.append((code, digest, last))
         return out
 
-    def note(self, code: str, raw: str | None, exact: str, content: str | None) -> None:
+    def note(self, code: str, raw: str | None, exact: str) -> None:
         """Remember a mapped record's digests (saved in batches of ``SAVE_EVERY``)."""
         if raw is None or not _storable(code):
             return  # mapped again next time
-        self.pending[code] = (raw, exact, content)
+        self.pending[code] = (raw, exact)
         if len(self.pending) >= SAVE_EVERY:
+            self.flush()
+
+    def note_alike(self, code: str, exact: str, content: str) -> None:
+        """Remember the content hash of an item found alike with the other channels,
+        for as long as its exact digest stays ``exact``."""
+        if not _storable(code):
+            return
+        self.alike[code] = (exact, content)
+        if len(self.alike) >= SAVE_EVERY:
             self.flush()
 
     def flush(self) -> None:
         """Save what was noted since the last flush."""
-        if self.pending:
-            self._call(self.store.save_seen, self.fp,
-                       [(code, *row) for code, row in self.pending.items()])
-            self.pending = {}
+        for rows, save in ((self.pending, self.store.save_seen),
+                           (self.alike, self.store.save_alike)):
+            if rows:
+                self._call(save, self.fp, [(code, *row) for code, row in rows.items()])
+                rows.clear()
 
     def forget_others(self) -> None:
         """Drop the channel's rows made under any other fingerprint, and note whether any

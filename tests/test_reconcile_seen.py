@@ -162,7 +162,8 @@ def test_rows_made_under_another_fingerprint_are_never_used(tmp_path):
     """A reconcile still running with yesterday's mapping saves rows after today's began:
     they are kept apart by fingerprint."""
     store = open_store(f"sqlite:///{tmp_path}/state.db")
-    store.save_seen("hall", "old", [("A", "d1", "e1", None), ("B", "d2", "e2", "h2")])
+    store.save_seen("hall", "old", [("A", "d1", "e1"), ("B", "d2", "e2")])
+    store.save_alike("hall", "old", [("B", "e2", "h2")])
     assert store.seen("hall", "new", ["A"]) == {}
     assert store.seen("hall", "old", ["A", "B"]) == {"A": ("d1", "e1", None),
                                                      "B": ("d2", "e2", "h2")}
@@ -171,6 +172,23 @@ def test_rows_made_under_another_fingerprint_are_never_used(tmp_path):
     store.forget_seen("hall", keep="new")
     assert store.seen("hall", "old", ["A"]) == {}
     assert not store.has_seen("hall", "old")
+    with store.engine.connect() as conn:  # the content hashes went with them
+        assert conn.execute(sa.text("select count(*) from reconcile_alike")).scalar() == 0
+    store.close()
+
+
+def test_a_content_hash_holds_only_for_the_exact_digest_it_was_kept_for(tmp_path):
+    """The comparing process keeps content hashes apart from what readers save, so the
+    two never overwrite each other, whichever lands last; a hash is looked up only
+    while the item's exact digest is the one it was computed with."""
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    store.save_alike("hall", "fp", [("A", "e1", "h1")])   # before the reader's row lands
+    store.save_seen("hall", "fp", [("A", "d1", "e1")])
+    assert store.seen("hall", "fp", ["A"]) == {"A": ("d1", "e1", "h1")}
+    store.save_seen("hall", "fp", [("A", "d2", "e1")])    # raw edit, same exact digest
+    assert store.seen("hall", "fp", ["A"]) == {"A": ("d2", "e1", "h1")}
+    store.save_seen("hall", "fp", [("A", "d3", "e3")])    # a change the comparison reads
+    assert store.seen("hall", "fp", ["A"]) == {"A": ("d3", "e3", None)}
     store.close()
 
 

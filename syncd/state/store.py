@@ -448,15 +448,17 @@ class StateStore:
 
     # --- what reconcile saw (syncd/seen.py) -----------------------------------------
     def forget_seen(self, channel: str, *, keep: str) -> None:
-        """Drop the channel's seen rows made under any fingerprint but ``keep``."""
-        s = t.reconcile_seen
-        self._seen_call(lambda conn: conn.execute(delete(s).where(
-            s.c.channel == channel, s.c.fingerprint != keep)))
+        """Drop the channel's seen and alike rows made under any fingerprint but ``keep``."""
+        def forget(conn: Any) -> None:
+            for s in (t.reconcile_seen, t.reconcile_alike):
+                conn.execute(delete(s).where(s.c.channel == channel, s.c.fingerprint != keep))
+        self._seen_call(forget)
 
     def seen(self, channel: str, fingerprint: str, codes: Sequence[str]
              ) -> dict[str, tuple[str, str, str | None]]:
         """item_code → (raw digest, exact digest, content hash or None) for those of
-        ``codes`` seen under ``fingerprint``."""
+        ``codes`` seen under ``fingerprint``; the content hash only where it was kept for
+        that exact digest."""
         if not codes:
             return {}
         values = {"channel": channel, "fingerprint": fingerprint, "codes": list(set(codes))}
@@ -471,13 +473,22 @@ class StateStore:
             .limit(1)).first() is not None)
 
     def save_seen(self, channel: str, fingerprint: str,
-                  rows: Sequence[tuple[str, str, str, str | None]]) -> None:
-        """Keep (item_code, raw digest, exact digest, content hash or None) rows,
-        replacing older ones (of one item_code given twice, the last)."""
+                  rows: Sequence[tuple[str, str, str]]) -> None:
+        """Keep (item_code, raw digest, exact digest) rows, replacing older ones (of one
+        item_code given twice, the last)."""
         self._seen_call(lambda conn: upsert(conn, t.reconcile_seen, [
             {"channel": channel, "item_code": code, "fingerprint": fingerprint,
-             "raw_digest": raw, "exact_digest": exact, "content_hash": content}
-            for code, raw, exact, content in {r[0]: r for r in rows}.values()],
+             "raw_digest": raw, "exact_digest": exact}
+            for code, raw, exact in {r[0]: r for r in rows}.values()],
+            ["channel", "item_code"]))
+
+    def save_alike(self, channel: str, fingerprint: str,
+                   rows: Sequence[tuple[str, str, str]]) -> None:
+        """Keep (item_code, exact digest, content hash) rows, replacing older ones."""
+        self._seen_call(lambda conn: upsert(conn, t.reconcile_alike, [
+            {"channel": channel, "item_code": code, "fingerprint": fingerprint,
+             "exact_digest": exact, "content_hash": content}
+            for code, exact, content in {r[0]: r for r in rows}.values()],
             ["channel", "item_code"]))
 
     def _seen_call(self, fn: Callable[[Any], Any]) -> Any:
@@ -491,11 +502,15 @@ class StateStore:
 
 #: one statement for every page's lookup: a statement built per page with its codes in
 #: it is left in reference cycles once run, holding those codes until the collector runs
-_SEEN_QUERY = select(t.reconcile_seen.c.item_code, t.reconcile_seen.c.raw_digest,
-                     t.reconcile_seen.c.exact_digest, t.reconcile_seen.c.content_hash).where(
-    t.reconcile_seen.c.channel == bindparam("channel"),
-    t.reconcile_seen.c.fingerprint == bindparam("fingerprint"),
-    t.reconcile_seen.c.item_code.in_(bindparam("codes", expanding=True)))
+_S, _A = t.reconcile_seen, t.reconcile_alike
+_SEEN_QUERY = select(_S.c.item_code, _S.c.raw_digest, _S.c.exact_digest, _A.c.content_hash
+                     ).select_from(_S.outerjoin(_A, and_(
+                         _A.c.channel == _S.c.channel, _A.c.item_code == _S.c.item_code,
+                         _A.c.fingerprint == _S.c.fingerprint,
+                         _A.c.exact_digest == _S.c.exact_digest))).where(
+    _S.c.channel == bindparam("channel"),
+    _S.c.fingerprint == bindparam("fingerprint"),
+    _S.c.item_code.in_(bindparam("codes", expanding=True)))
 
 
 def open_store(url: str, **kwargs: Any) -> StateStore:

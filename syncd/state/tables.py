@@ -147,11 +147,10 @@ reconcile_diff = Table(
     Index("ix_reconcile_diff_run", "run_id"),
 )
 
-# What each channel held at its last reconcile: a digest of the raw record, the exact
-# digest of the item it mapped to and, once reconcile has had a reason to compute it
-# (the item differed from another channel only cosmetically), its content hash; all
-# under a fingerprint of everything that decided that mapping. Unchanged records are
-# not mapped again (see syncd/seen.py).
+# What each channel held at its last reconcile: a digest of the raw record and the
+# exact digest of the item it mapped to, under a fingerprint of everything that
+# decided that mapping. Unchanged records are not mapped again (see syncd/seen.py).
+# Written by the process that reads the channel.
 reconcile_seen = Table(
     "reconcile_seen", metadata,
     Column("channel", CHANNEL, primary_key=True),
@@ -159,5 +158,17 @@ reconcile_seen = Table(
     Column("fingerprint", String(32), nullable=False),
     Column("raw_digest", String(32), nullable=False),
     Column("exact_digest", String(32), nullable=False),
-    Column("content_hash", String(32)),
+)
+
+# The content hash of an item found alike across channels only once normalised
+# (exact digests apart), valid while the channel's item keeps that exact digest.
+# Written by the process that compares, never by a reader, so neither overwrites
+# the other's rows.
+reconcile_alike = Table(
+    "reconcile_alike", metadata,
+    Column("channel", CHANNEL, primary_key=True),
+    Column("item_code", CODE, primary_key=True),
+    Column("fingerprint", String(32), nullable=False),
+    Column("exact_digest", String(32), nullable=False),
+    Column("content_hash", String(32), nullable=False),
 )
