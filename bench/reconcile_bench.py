@@ -73,8 +73,9 @@ whole process: interpreter, imports, connections and the phase; see
 the reader processes forked from it (sampled
 every 0.2 s while they run; the sum is an upper bound, as their peaks need not
 coincide, and a page a reader shares with the fork server counts in both).
-``peak_pss_mb`` is the largest sampled sum of the tree's PSS, where a shared page is
-split among the processes sharing it: what the tree really held, up to a peak that
+``peak_rss_by_process_mb`` lists those VmHWMs: this child's, then each process
+below it (fork server first). ``peak_pss_mb`` is the largest sampled sum of the
+tree's PSS, where a shared page is split among the processes sharing it: what the tree really held, up to a peak that
 fell between two samples. ``base_rss_mb`` is the child's VmHWM just before the
 phase started, and ``rss_mb_timeline`` the current RSS (/proc/self/statm) sampled
 at ten even points of the phase (readers included), to show growth. Seeding and
@@ -433,7 +434,9 @@ def _child_reconcile(conn: Any, sides: list[tuple[str, str]], profile_to: str | 
             ch.close()
         if store is not None:
             store.close()
+        by_process = [peak_rss_mb(), *sampler.child_peaks.values()]
         conn.send({"seconds": seconds, "peak_rss_mb": peak, "peak_pss_mb": peak_pss,
+                   "peak_rss_by_process_mb": [round(mb, 1) for mb in by_process],
                    "base_rss_mb": base, "timeline": sampler.timeline(), "items": result.items,
                    "diffs": [(d.item_code, d.kind, d.field) for d in result.diffs],
                    "unreadable": result.unreadable[:20], "n_unreadable": len(result.unreadable),
@@ -630,6 +633,7 @@ def _emit_checked(name: str, res: dict[str, Any], raw_seconds: float, inj: Injec
             if "raw_apart_seconds" in extra else {}),
          peak_rss_mb=round(res["peak_rss_mb"], 1), peak_pss_mb=round(res["peak_pss_mb"], 1),
          base_rss_mb=round(res["base_rss_mb"], 1),
+         peak_rss_by_process_mb=res["peak_rss_by_process_mb"],
          rss_mb_timeline=res["timeline"], diffs=len(res["diffs"]),
          diffs_by_kind=dict(sorted(by_kind.items())), expected_diffs=len(inj.expected),
          injected=dict(inj.counts), cosmetic_injected=sum(inj.counts[k] for k in COSMETIC),
