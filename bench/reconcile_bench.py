@@ -75,11 +75,12 @@ every 0.2 s while they run; the sum is an upper bound, as their peaks need not
 coincide, and a page a reader shares with the fork server counts in both).
 ``peak_rss_by_process_mb`` lists those VmHWMs: this child's, then each process
 below it (fork server first). ``peak_pss_mb`` is the largest sampled sum of the
-tree's PSS, where a shared page is split among the processes sharing it: what the tree really held, up to a peak that
-fell between two samples. ``base_rss_mb`` is the child's VmHWM just before the
-phase started, and ``rss_mb_timeline`` the current RSS (/proc/self/statm) sampled
-at ten even points of the phase (readers included), to show growth. Seeding and
-the raw read happen in the parent and do not count.
+tree's PSS, where a shared page is split among the processes sharing it: what the
+tree really held, up to a peak that fell between two samples. ``base_rss_mb`` is
+the child's VmHWM just before the phase started, and ``rss_mb_timeline`` the
+current RSS (/proc/self/statm) sampled at ten even points of the phase (readers
+included), to show growth. Seeding and the raw read happen in the parent and do
+not count.
 
 ``--profile`` adds one more (untimed) child run of the syncd phase under
 cProfile and prints the top functions to stderr.
