@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import structlog
 
 from syncd.channel_reader import OpenChannel, read_apart, readers_can_share
@@ -242,41 +243,45 @@ def _compare_pending(pending: list[tuple[str, dict[str, Value]]], result: Reconc
                      channels: dict[str, tuple[Any, Mapping]], max_diffs: int,
                      savers: dict[str, ChannelSeen]) -> None:
     """Compare the waiting items in item_code order, then forget them."""
+    kept = [{n: getattr(v, "content", None) for n, v in group.items()}
+            for _code, group in pending] if savers else []
     _read_again(pending, channels)
-    for code, group in pending:
+    for n, (code, group) in enumerate(pending):
         if not group:  # gone from every channel since it was read
             continue
         result.compared_again += 1
-        alike = _compare_group(code, {n: v.resolve() if isinstance(v, Hashed) else v
-                                      for n, v in group.items()}, result, max_diffs)
-        if alike and savers:
-            _keep_content_hash(code, group, savers)
+        items = {name: v.resolve() if isinstance(v, Hashed) else v
+                 for name, v in group.items()}
+        if _compare_group(code, items, result, max_diffs) and savers:
+            _keep_content_hash(code, items, kept[n], savers)  # type: ignore[arg-type]
     pending.clear()
 
 
-def _keep_content_hash(code: str, group: dict[str, Value], savers: dict[str, ChannelSeen]
-                       ) -> None:
+def _keep_content_hash(code: str, items: dict[str, ServiceItem], kept: dict[str, str | None],
+                       savers: dict[str, ChannelSeen]) -> None:
     """An item every channel holds alike, though not as the same exact digest (it
-    differs cosmetically): keep its content hash for each channel, so the next
-    reconcile settles it on those without reading it again."""
-    hashed = [v for v in group.values() if isinstance(v, Hashed) and v.item is not None]
-    if len(hashed) != len(group):
-        return  # an item that cannot be hashed is compared every time
-    hashes = {content_hash(v.item) for v in hashed}  # type: ignore[arg-type]
+    differs cosmetically): keep its content hash for each channel (``kept``: the one
+    its cache row had), so the next reconcile settles it on those without reading it
+    again. Computed here, for these few items, rather than by the readers for all."""
+    try:
+        hashes = {content_hash(item) for item in items.values()}
+    except orjson.JSONEncodeError:
+        return  # a value no digest can hold (an integer past 64 bits): compared each time
     if len(hashes) != 1:
         return  # alike as compared, apart as hashed: nothing to settle next time
     content = hashes.pop()
-    for name, value in group.items():
+    for name, item in items.items():
         saver = savers.get(name)
-        if saver is not None and value.content != content:  # type: ignore[union-attr]
-            saver.note_alike(code, value.digest, content)  # type: ignore[union-attr]
+        if saver is not None and kept.get(name) != content:
+            exact = exact_or_none(item)  # of the item as compared (it may have changed)
+            if exact is not None:
+                saver.note_alike(code, exact, content)
 
 
 def _read_again(pending: list[tuple[str, dict[str, Value]]],
                 channels: dict[str, tuple[Any, Mapping]]) -> None:
-    """Replace each :class:`Remote` by what it is now, read by its raw key (a page of
-    keys per channel): a :class:`Hashed`, as a reader sends it, mapped. An item
-    deleted since its reader saw it is now absent."""
+    """Replace each :class:`Remote` by the item it is now, read by its raw key (a page of
+    keys per channel). An item deleted since its reader saw it is now absent."""
     wanted: dict[str, list[tuple[str, dict[str, Value]]]] = {}
     for code, group in pending:
         for name, value in group.items():
@@ -285,17 +290,14 @@ def _read_again(pending: list[tuple[str, dict[str, Value]]],
     for name, groups in wanted.items():
         connector, mapping = channels[name]
         keys = [g[name].raw_key for _code, g in groups]  # type: ignore[union-attr]
-        now: dict[str, Value] = {}
+        now: dict[str, ServiceItem | str] = {}
         for page in connector.scan(PAGE, keys=keys):
             for record in page.records:
                 try:
                     item = mapping.to_item(record)
+                    now.setdefault(item.item_code, item)
                 except MappingError as exc:
                     now.setdefault(*unreadable(mapping, record, exc))
-                    continue
-                exact = exact_or_none(item)
-                now.setdefault(item.item_code, item if exact is None else
-                               Hashed(exact, None, mapping, record, item))
         for code, group in groups:
             if code in now:
                 group[name] = now[code]

@@ -265,6 +265,25 @@ def test_a_code_the_state_table_cannot_hold_is_compared_not_remembered(fresh_db,
     store.close()
 
 
+@APART
+def test_an_item_no_digest_can_hold_is_compared_every_time(tmp_path, apart):
+    """A limit past 64 bits: no exact digest, no content hash; the item is compared field
+    by field on every run, found alike despite a cosmetic difference, and not kept."""
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    items = sorted(generate(4, seed=13), key=lambda i: i.item_code)
+    items[1] = dataclasses.replace(items[1], legal_time_limit=1 << 70)
+    portal = [dataclasses.replace(i, address=f" {i.address} ") if n == 1 else i
+              for n, i in enumerate(items)]
+    for _ in range(2):
+        result = run_reconcile(_channels(items, portal), "hall", workdir=tmp_path,
+                               apart=apart, store=store)
+        assert result.diffs == [] and result.stats["portal"].consistent == 4
+        assert result.compared_again == 1
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from reconcile_alike")).scalar() == 0
+    store.close()
+
+
 @pytest.mark.parametrize("kind", DB_KINDS)
 def test_migrations_build_exactly_the_declared_tables(fresh_db, kind):
     store = open_store(fresh_db(kind))
