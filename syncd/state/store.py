@@ -474,21 +474,24 @@ class StateStore:
 
     def save_seen(self, channel: str, fingerprint: str,
                   rows: Sequence[tuple[str, str, str]]) -> None:
-        """Keep (item_code, raw digest, exact digest) rows, replacing older ones (of one
-        item_code given twice, the last)."""
-        self._seen_call(lambda conn: upsert(conn, t.reconcile_seen, [
-            {"channel": channel, "item_code": code, "fingerprint": fingerprint,
-             "raw_digest": raw, "exact_digest": exact}
-            for code, raw, exact in {r[0]: r for r in rows}.values()],
-            ["channel", "item_code"]))
+        """Keep (item_code, raw digest, exact digest) rows, replacing older ones."""
+        self._save_digests(t.reconcile_seen, ("raw_digest", "exact_digest"), channel,
+                           fingerprint, rows)
 
     def save_alike(self, channel: str, fingerprint: str,
                    rows: Sequence[tuple[str, str, str]]) -> None:
         """Keep (item_code, exact digest, content hash) rows, replacing older ones."""
-        self._seen_call(lambda conn: upsert(conn, t.reconcile_alike, [
+        self._save_digests(t.reconcile_alike, ("exact_digest", "content_hash"), channel,
+                           fingerprint, rows)
+
+    def _save_digests(self, table: Any, columns: tuple[str, str], channel: str,
+                      fingerprint: str, rows: Sequence[tuple[str, str, str]]) -> None:
+        """Upsert (item_code, *columns) rows of one channel; of one item_code given
+        twice, the last."""
+        self._seen_call(lambda conn: upsert(conn, table, [
             {"channel": channel, "item_code": code, "fingerprint": fingerprint,
-             "exact_digest": exact, "content_hash": content}
-            for code, exact, content in {r[0]: r for r in rows}.values()],
+             **dict(zip(columns, digests, strict=True))}
+            for code, *digests in {r[0]: r for r in rows}.values()],
             ["channel", "item_code"]))
 
     def _seen_call(self, fn: Callable[[Any], Any]) -> Any:
