@@ -23,12 +23,12 @@ from syncd import steps
 from syncd.codes import load_code_tables
 from syncd.errors import MappingError
 from syncd.model import (
-    CHILD_MEMORY,
     CHILDREN,
     ITEM_FIELDS,
     FieldSpec,
     ServiceItem,
     attributes,
+    child_memory,
     remembered,
 )
 from syncd.yaml_lines import LineDict, load_yaml, read_text
@@ -281,7 +281,7 @@ def _child_builder(plan: ReadPlan) -> Step:
         except TypeError:
             return _read_object(plan, row)
         obj = _read_object(plan, row)
-        if len(memory) >= CHILD_MEMORY:
+        if len(memory) >= child_memory():
             memory.clear()
         memory[key] = obj
         return obj

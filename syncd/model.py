@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache, partial
@@ -165,6 +166,31 @@ CHILDREN: dict[str, tuple[type, dict[str, FieldSpec], str]] = {
 
 #: how many distinct children (or child rows) are remembered, per collection and use
 CHILD_MEMORY = 1 << 13
+_child_memory = CHILD_MEMORY
+
+
+def child_memory() -> int:
+    """How many distinct children (or child rows) each memory of them keeps in this
+    process now: :data:`CHILD_MEMORY`, unless :func:`children_remembered` says fewer.
+    Read when a memory is about to grow, so a memory over it empties then."""
+    return _child_memory
+
+
+@contextmanager
+def children_remembered(size: int) -> Iterator[None]:
+    """Each memory of children keeps at most ``size`` of them meanwhile.
+
+    Memories are sized for a stream of items, where the same children recur on item
+    after item. A process that reads only the few items it compares again (each channel
+    streamed by a reader process of its own) would fill them with children it seldom
+    meets again, tens of megabytes at a million items. Process-wide: memories used by
+    other work in this process meanwhile keep fewer too (slower, not wrong)."""
+    global _child_memory
+    before, _child_memory = _child_memory, size
+    try:
+        yield
+    finally:
+        _child_memory = before
 
 
 def remembered(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -186,7 +212,7 @@ def remembered(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
         except KeyError:
             pass
         result = fn(obj)
-        if len(memory) >= CHILD_MEMORY:
+        if len(memory) >= _child_memory:
             memory.clear()
         memory[id(obj)] = (obj, result)
         return result

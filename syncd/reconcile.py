@@ -46,6 +46,7 @@ from syncd.model import (
     ITEM_FIELDS,
     ServiceItem,
     children_json,
+    children_remembered,
     content_hash,
     field_key,
 )
@@ -58,6 +59,9 @@ log = structlog.get_logger(__name__)
 #: items whose digests disagree are compared field by field this many at a time (those a
 #: reader process read are read again here, a page of keys per channel)
 RESOLVE_BATCH = 200
+#: children remembered per memory while this process only compares items again (a
+#: batch's items hold about a thousand child rows per channel)
+AGAIN_CHILDREN = 1 << 10
 DUPLICATE = "实施编码重复：同一渠道有两条记录映射为同一事项，仅比对第一条"
 
 
@@ -140,6 +144,8 @@ def reconcile(channels: dict[str, tuple[Any, Mapping]], reference: str, *,
         openers is not None and set(names) <= set(openers) and readers_can_share(store)) else []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp, ExitStack() as stack:
         stack.enter_context(fewer_collections())
+        if len(apart) == len(names):  # this process only compares items again
+            stack.enter_context(children_remembered(AGAIN_CHILDREN))
         readers = stack.enter_context(read_apart({n: openers[n] for n in apart}, store,  # type: ignore[index]
                                                  keys=keys, workdir=Path(tmp)))
         # channels read here next to readers must come hashed, as the readers' do

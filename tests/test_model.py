@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import random
 import tracemalloc
+import weakref
+from collections import Counter
 from datetime import UTC, datetime
 
 import orjson
@@ -13,11 +16,15 @@ import pytest
 
 from syncd.errors import ValidationError
 from syncd.model import (
+    CHILD_MEMORY,
     Material,
     ServiceItem,
+    child_memory,
+    children_remembered,
     comparison_view,
     content_hash,
     kept_json,
+    remembered,
     to_data,
     uscc_check_char,
     uscc_problem,
@@ -112,6 +119,29 @@ def test_a_remembered_child_is_judged_again_in_every_item():
         with pytest.raises(ValidationError) as err:
             validate(item(materials=(item().materials[0], bad)))
         assert err.value.field == "materials[1].necessity"
+
+
+def test_fewer_children_are_remembered_meanwhile_and_what_was_more_is_let_go():
+    class Child:  # a plain class: it can be watched by weak reference
+        pass
+
+    calls = Counter[str]()
+    twice = remembered(lambda child: calls.update(["call"]) or 2)
+    children = [Child() for _ in range(4)]
+    gone = [weakref.ref(c) for c in children[:3]]
+    for n in range(3):
+        twice(children[n])
+    with children_remembered(2):
+        assert child_memory() == 2
+        twice(children[0])  # remembered from before: not called again
+        assert calls["call"] == 3
+        twice(children[3])  # over the smaller size: the memory empties, then keeps this one
+        del children[:3]
+        gc.collect()
+        assert [ref() for ref in gone] == [None, None, None]
+    assert child_memory() == CHILD_MEMORY
+    twice(children[0])  # still remembered
+    assert calls["call"] == 4
 
 
 def test_kept_json_holds_no_more_than_its_bytes():

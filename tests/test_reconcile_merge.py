@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from conftest import APART
 from helpers import ListChannel, mapping_for, run_reconcile
 
-from syncd.reconcile import reconcile
+from syncd.model import CHILD_MEMORY, child_memory
+from syncd.reconcile import AGAIN_CHILDREN, reconcile
 from syncd.sample import generate
 
 
@@ -84,3 +86,34 @@ def test_a_value_that_breaks_a_rule_is_compared_not_dropped(tmp_path):
     assert result.unreadable == []
     assert [(d.item_code, d.field, d.channel_value) for d in result.diffs] == [
         (items[1].item_code, "item_name", "无")]
+
+
+class _KeyedReads(ListChannel):
+    """Notes how many children each memory keeps whenever items are read again by key."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sizes: list[int] = []
+
+    def scan(self, page_size: int, *, keys=None):
+        if keys is not None:
+            self.sizes.append(child_memory())
+        yield from super().scan(page_size, keys=keys)
+
+
+@pytest.mark.parametrize("readers", [2, 1], ids=["every-channel-apart", "one-read-here"])
+def test_items_compared_again_keep_few_children_only_where_readers_read_every_channel(
+        tmp_path, readers):
+    """The process that merges reads again only the items it compares: with every channel
+    streamed by a reader, its memories of children are kept small meanwhile."""
+    hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
+    items = sorted(generate(30, seed=5), key=lambda i: i.item_code)
+    channels = {"hall": (_KeyedReads("hall", [hall.from_item(i) for i in items]), hall),
+                "portal": (_KeyedReads("portal", [portal.from_item(
+                    dataclasses.replace(i, address="别处") if n % 10 == 0 else i)
+                    for n, i in enumerate(items)]), portal)}
+    result = run_reconcile(channels, "hall", workdir=tmp_path, apart=True, max_readers=readers)
+    assert result.total_diffs == 3
+    expected = AGAIN_CHILDREN if readers == 2 else CHILD_MEMORY
+    assert [channels[n][0].sizes for n in channels][:readers] == [[expected]] * readers
+    assert child_memory() == CHILD_MEMORY

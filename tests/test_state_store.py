@@ -4,11 +4,22 @@ reconcile cache's lookups."""
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 
 import pytest
+import sqlalchemy as sa
 from conftest import DB_KINDS
 
-from syncd.state.store import Delivered, Failed, PageOutcome, open_store
+from syncd.state.store import (
+    HEAD,
+    MIGRATIONS,
+    VERSION_TABLE,
+    Delivered,
+    Failed,
+    PageOutcome,
+    open_store,
+)
 
 
 @pytest.mark.parametrize("kind", DB_KINDS)
@@ -49,3 +60,44 @@ def test_a_seen_lookup_leaves_nothing_for_the_cyclic_collector(tmp_path):
     finally:
         gc.enable()
         store.close()
+
+
+def _alembic_config():
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def test_head_is_the_newest_migration():
+    from alembic.script import ScriptDirectory
+
+    assert ScriptDirectory.from_config(_alembic_config()).get_current_head() == HEAD
+
+
+@pytest.mark.parametrize("kind", DB_KINDS)
+def test_a_store_at_head_opens_without_alembic_and_an_older_one_is_migrated(fresh_db, kind):
+    from alembic import command
+
+    url = fresh_db(kind)
+    open_store(url).close()  # an empty DB is migrated to head
+    opened = subprocess.run(
+        [sys.executable, "-c", "import sys; from syncd.state.store import open_store; "
+         "open_store(sys.argv[1]).close(); print('alembic' in sys.modules)", url],
+        capture_output=True, text=True, check=True)
+    assert opened.stdout.split() == ["False"]
+
+    store = open_store(url)
+    cfg = _alembic_config()
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0002")
+    with store.engine.connect() as conn:
+        assert not sa.inspect(conn).has_table("reconcile_alike")
+    store.close()
+    store = open_store(url)  # one migration behind: migrated again
+    with store.engine.connect() as conn:
+        assert sa.inspect(conn).has_table("reconcile_alike")
+        assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == HEAD
+    store.close()

@@ -40,7 +40,7 @@ from sqlalchemy.exc import NoSuchTableError, OperationalError, SQLAlchemyError, 
 from connectors.base import Page, RawRecord, Receipt, SharedRow
 from syncd.errors import ConnectorError, TransferError, TransientTransferError
 from syncd.mapping import ChildMap, Mapping
-from syncd.model import CHILD_MEMORY, STATUS_CANCELLED
+from syncd.model import STATUS_CANCELLED, child_memory
 from syncd.sqlutil import (
     delete_in,
     fetch_dicts,
@@ -496,7 +496,7 @@ class SharedRows:
             except TypeError:
                 return dict(zip(names, values))
             if shared is None:
-                if len(memory) >= CHILD_MEMORY:
+                if len(memory) >= child_memory():
                     memory.clear()
                 shared = memory[key] = SharedRow(zip(names, values))
             return shared

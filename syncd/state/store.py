@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, delete, func, select, update
+from sqlalchemy import and_, bindparam, delete, func, inspect, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
@@ -25,6 +25,11 @@ from syncd.state import tables as t
 
 Clock = Callable[[], datetime]
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: the newest migration's revision (a test checks it is Alembic's head) and where Alembic
+#: records a DB's: a state DB already there is opened without importing Alembic, whose
+#: modules a process would keep for nothing (10 MB)
+HEAD = "0003"
+VERSION_TABLE = "syncd_alembic_version"
 
 
 #: item_state.content_hash of an item sent but not yet recorded as delivered
@@ -103,7 +108,9 @@ class StateStore:
     # --- schema ---------------------------------------------------------------
     def upgrade(self) -> None:
         """Apply Alembic migrations up to head (idempotent)."""
-        from alembic import command  # here: a reader process opens the store without it
+        if self._at_head():
+            return
+        from alembic import command  # here: only to migrate
         from alembic.config import Config
 
         cfg = Config()
@@ -114,6 +121,13 @@ class StateStore:
                 command.upgrade(cfg, "head")
         except OperationalError as exc:
             raise StateError(f"cannot migrate state DB: {exc.orig}") from exc
+
+    def _at_head(self) -> bool:
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(VERSION_TABLE):
+                return False
+            versions = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars()
+            return list(versions) == [HEAD]
 
     def close(self) -> None:
         self.engine.dispose()
