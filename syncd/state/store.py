@@ -502,10 +502,10 @@ class StateStore:
                       fingerprint: str, rows: Sequence[tuple[str, str, str]]) -> None:
         """Upsert (item_code, *columns) rows of one channel; of one item_code given
         twice, the last."""
+        first, second = columns
         self._seen_call(lambda conn: upsert(conn, table, [
             {"channel": channel, "item_code": code, "fingerprint": fingerprint,
-             **dict(zip(columns, digests, strict=True))}
-            for code, *digests in {r[0]: r for r in rows}.values()],
+             first: a, second: b} for code, a, b in {r[0]: r for r in rows}.values()],
             ["channel", "item_code"]))
 
     def _seen_call(self, fn: Callable[[Any], Any]) -> Any:
