@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -167,6 +168,10 @@ CHILDREN: dict[str, tuple[type, dict[str, FieldSpec], str]] = {
 #: how many distinct children (or child rows) are remembered, per collection and use
 CHILD_MEMORY = 1 << 13
 _child_memory = CHILD_MEMORY
+#: the sizes asked for by the :func:`children_remembered` blocks running now (threads of
+#: the daemon may run two reconciles at once, and end them in any order)
+_asked: list[int] = []
+_asking = threading.Lock()
 
 
 def child_memory() -> int:
@@ -184,13 +189,18 @@ def children_remembered(size: int) -> Iterator[None]:
     after item. A process that reads only the few items it compares again (each channel
     streamed by a reader process of its own) would fill them with children it seldom
     meets again, tens of megabytes at a million items. Process-wide: memories used by
-    other work in this process meanwhile keep fewer too (slower, not wrong)."""
+    other work in this process meanwhile keep fewer too (slower, not wrong). Blocks
+    that overlap get the smallest size any of them asked for, until the last ends."""
     global _child_memory
-    before, _child_memory = _child_memory, size
+    with _asking:
+        _asked.append(size)
+        _child_memory = min(_asked)
     try:
         yield
     finally:
-        _child_memory = before
+        with _asking:
+            _asked.remove(size)
+            _child_memory = min(_asked, default=CHILD_MEMORY)
 
 
 def remembered(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:

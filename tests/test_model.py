@@ -144,6 +144,17 @@ def test_fewer_children_are_remembered_meanwhile_and_what_was_more_is_let_go():
     assert calls["call"] == 4
 
 
+def test_blocks_remembering_fewer_children_may_end_in_any_order():
+    first, second = children_remembered(3), children_remembered(5)
+    first.__enter__()
+    second.__enter__()
+    assert child_memory() == 3
+    first.__exit__(None, None, None)  # the first to start ends first
+    assert child_memory() == 5
+    second.__exit__(None, None, None)
+    assert child_memory() == CHILD_MEMORY
+
+
 def test_kept_json_holds_no_more_than_its_bytes():
     """What the child caches keep: orjson's own output holds ~4 KB each, whatever its
     length, which over thousands of cached children grew a reconcile by 60 MB."""
