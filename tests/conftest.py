@@ -89,3 +89,15 @@ def fresh_db(tmp_path) -> Iterator[Callable[[str], str]]:
     yield make
     for cleanup in reversed(cleanups):
         cleanup()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temp_files_of_started_processes(tmp_path_factory) -> Iterator[None]:
+    """The syncd processes the tests start, and SIGKILL, leave behind what they could
+    not clean up (multiprocessing's directory of the fork server's socket, one per
+    killed run): under pytest's own temporary directory, which pytest prunes, not in
+    the machine's /tmp."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TMPDIR", str(tmp_path_factory.mktemp("started-processes")))
+    yield
+    patch.undo()
