@@ -82,10 +82,11 @@ def raw_digest(record: RawRecord) -> str | None:
     Within one column the driver's types are fixed by the schema, which is in the
     fingerprint; what JSON alone would blur there is NaN/inf against NULL (all "null").
 
-    SHA-256 cut to 128 bits, as :func:`syncd.item_stream.exact_digest`: CPUs hash it in
-    hardware, where this Python's BLAKE2b is the portable C code (a third of what
-    keeping the cache cost a reader per record). A row kept under another digest
-    simply misses once: the record is mapped and its row replaced.
+    SHA-256 cut to 128 bits, as :func:`syncd.item_stream.exact_digest`: CPUs with SHA
+    instructions hash it in hardware, where this Python's BLAKE2b is the portable C
+    code (1.7 against 2.3 µs for a 1.8 KB record on the development machine). A row
+    kept under another digest simply misses once: the record is mapped, its row
+    replaced.
     """
     try:
         blob = orjson.dumps(record, default=_tagged,

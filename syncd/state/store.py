@@ -107,7 +107,8 @@ class StateStore:
 
     # --- schema ---------------------------------------------------------------
     def upgrade(self) -> None:
-        """Apply Alembic migrations up to head (idempotent)."""
+        """Apply Alembic migrations up to head (idempotent); a DB already at head is
+        left as it is without importing Alembic."""
         if self._at_head():
             return
         from alembic import command  # here: only to migrate
