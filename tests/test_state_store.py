@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import DB_KINDS
 
+from syncd.errors import StateError
 from syncd.state.store import (
     HEAD,
     MIGRATIONS,
@@ -101,3 +102,9 @@ def test_a_store_at_head_opens_without_alembic_and_an_older_one_is_migrated(fres
         assert sa.inspect(conn).has_table("reconcile_alike")
         assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == HEAD
     store.close()
+
+
+def test_a_state_db_that_cannot_be_reached_is_named_without_its_password():
+    with pytest.raises(StateError) as err:
+        open_store("postgresql+psycopg://syncd:s3cret@127.0.0.1:1/state")
+    assert "127.0.0.1:1/state" in str(err.value) and "s3cret" not in str(err.value)

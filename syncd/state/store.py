@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import and_, bindparam, delete, func, inspect, select, text, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from syncd.errors import JobBusyError, StateError
@@ -542,5 +542,6 @@ def open_store(url: str, **kwargs: Any) -> StateStore:
         store.upgrade()
     except (OperationalError, ProgrammingError) as exc:
         store.close()
-        raise StateError(f"state DB {url!r}: {exc.orig}") from exc
+        shown = make_url(url).render_as_string(hide_password=True)  # never the password
+        raise StateError(f"state DB {shown!r}: {exc.orig}") from exc
     return store
