@@ -130,27 +130,74 @@ class Mapping:
         Raises:
             MappingError: naming the channel, item and field that failed.
         """
-        raw_key = record.get(self.key_column)
-        item_code = raw_key if isinstance(raw_key, str) else None
+        item_code = None
         main_plan, builders = self._read_plans
         try:
             item = _read_object(main_plan, record)
-            item_code = item.item_code or item_code
+            item_code = item.item_code
             for child, build in zip(self.children, builders, strict=True):
-                rows = record.get(child.record_key) or []
-                if child.order:
-                    rows = sorted(rows, key=lambda r: (r.get(child.order) is None,
-                                                       r.get(child.order)))
-                built = []
-                for i, row in enumerate(rows):
-                    try:
-                        built.append(build(row))
-                    except MappingError as exc:
-                        raise exc.within(f"{child.name}[{i}]")
-                _SET[child.name](item, tuple(built))
+                _SET[child.name](item, _read_children(child, build, record))
             return item
         except MappingError as exc:
-            raise exc.located(channel=self.channel, item_code=item_code) from None
+            raise exc.located(channel=self.channel,
+                              item_code=item_code or self._raw_code(record)) from None
+
+    def _raw_code(self, record: RawRecord) -> str | None:
+        """The record's key as it stands, where its item_code was not read: errors name it."""
+        raw_key = record.get(self.key_column)
+        return raw_key if isinstance(raw_key, str) else None
+
+    def values_reader(self, names: Sequence[str]
+                      ) -> Callable[[RawRecord], tuple[str, list[Any]]]:
+        """A function giving a record's (item_code, [value of each of ``names``]), the
+        values :meth:`to_item` would give those fields (or child collections), without
+        building the item.
+
+        Reconcile's readers need only a digest of the compared fields of every record:
+        building the item, to take those values back out of it, was a quarter of the
+        cost of mapping and hashing a record. Every mapped field is still read, in the
+        same order, so a record fails with the very error :meth:`to_item` raises.
+        """
+        main_plan, builders = self._read_plans
+        defaults = {f.name: f.default for f in dataclasses.fields(ServiceItem)}
+        unknown = [n for n in names if n not in defaults or n == "item_code"]
+        if unknown:
+            raise ValueError(f"not fields of an item besides item_code: {unknown}")
+        at = {name: i for i, name in enumerate(names)}
+        at["item_code"] = len(names)  # read into the last place, and popped
+        # what an unmapped field holds (a mapped one is always read over it)
+        template = [defaults[n] for n in names] + [None]
+        fields = tuple((name, column, reader, plain, at.get(name))
+                       for name, column, reader, plain, _put in main_plan.fields)
+        kids = tuple((at.get(child.name), child, build)
+                     for child, build in zip(self.children, builders, strict=True))
+
+        def read(record: RawRecord) -> tuple[str, list[Any]]:
+            values = template.copy()
+            get = record.get
+            name = None
+            try:
+                for name, column, reader, plain, i in fields:
+                    value = get(column)
+                    value = (value if plain and (value is None or value.__class__ is str
+                                                 and value) else reader(value))
+                    if i is not None:
+                        values[i] = value
+            except MappingError as exc:
+                raise exc.located(field=name, channel=self.channel,
+                                  item_code=self._raw_code(record)) from None
+            code = values.pop()
+            try:
+                for i, child, build in kids:
+                    value = _read_children(child, build, record)
+                    if i is not None:
+                        values[i] = value
+            except MappingError as exc:
+                raise exc.located(channel=self.channel,
+                                  item_code=code or self._raw_code(record)) from None
+            return code, values
+
+        return read
 
     @cached_property
     def _write_plans(self) -> tuple[WritePlan, tuple[Callable[[Any], RawRecord], ...]]:
@@ -254,6 +301,20 @@ def _read_object(plan: ReadPlan, record: RawRecord) -> Any:
     for put, value in plan.defaults:
         put(obj, value)
     return obj
+
+
+def _read_children(child: ChildMap, build: Step, record: RawRecord) -> tuple[Any, ...]:
+    """The child collection ``child`` of ``record``, each row built by ``build``."""
+    rows = record.get(child.record_key) or []
+    if child.order:
+        rows = sorted(rows, key=lambda r: (r.get(child.order) is None, r.get(child.order)))
+    built = []
+    for i, row in enumerate(rows):
+        try:
+            built.append(build(row))
+        except MappingError as exc:
+            raise exc.within(f"{child.name}[{i}]")
+    return tuple(built)
 
 
 def _child_builder(plan: ReadPlan) -> Step:

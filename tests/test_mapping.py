@@ -252,3 +252,52 @@ def test_shared_child_rows_read_as_plain_ones_do():
         again = mapping.to_item(shared)
         assert all(a is b for a, b in zip(again.materials, mapping.to_item(shared).materials,
                                           strict=True))
+
+
+def _read_outcome(read, record):
+    try:
+        return read(record)
+    except MappingError as exc:
+        return "error", str(exc), exc.field, exc.item_code
+
+
+@pytest.mark.parametrize("schema", ["hall_db", "portal_db", "edge"])
+def test_values_read_without_the_item_are_its_values_and_fail_as_it_does(schema, tmp_path):
+    """What reconcile's readers digest: the values ``to_item`` would give (the unmapped
+    fields their defaults, ``edge`` maps few and no children), and for a record it
+    cannot read, the same error (the first failing field, in the mapping's order)."""
+    from syncd.item_stream import FIELD_NAMES, _digest, exact_digest
+
+    if schema == "edge":
+        path = tmp_path / "edge.yaml"
+        path.write_text(_EDGE_MAPPING, encoding="utf-8")
+        mapping = load_mapping(path)
+        records = [{"A": f" {item.item_code.lower()} ", "B": item.item_name, "C": "XK",
+                    "D": item.dept_name, "E": "在用", "I": " 5 "}
+                   for item in generate(20, seed=8)]
+        bad = [{**records[0], "C": "ZZ"}, {**records[1], "C": "ZZ", "I": "五"},
+               {**records[2], "A": None, "E": "停用"}, {**records[3], "J": "昨天"}]
+    else:
+        mapping = mapping_for(schema)
+        records = [mapping.from_item(item) for item in generate(50, seed=8)]
+        column = {f.name: f.column for f in mapping.fields}
+        code, legal, promised = (column[n] for n in ("item_code", "legal_time_limit",
+                                                      "promised_time_limit"))
+        bad = [{**records[0], promised: "两天"}, {**records[1], legal: "十天", promised: "两天"},
+               {**records[2], code: 12345, promised: "两天"}]
+        if schema == "hall_db":
+            bad += [{**records[3], "BJLX": "急办件"}, _with_material(records[4], CLLX="照片")]
+    read = mapping.values_reader(FIELD_NAMES)
+    for record in records:
+        item = mapping.to_item(record)
+        code, values = read(record)
+        assert (code, values) == (item.item_code, [getattr(item, n) for n in FIELD_NAMES])
+        assert _digest(values) == exact_digest(item)
+    for record in bad:
+        outcome = _read_outcome(read, record)
+        assert outcome[0] == "error"
+        assert outcome == _read_outcome(lambda r: (mapping.to_item(r), None), record)
+    with pytest.raises(ValueError, match="item_code"):
+        mapping.values_reader(["item_code", "item_name"])
+    with pytest.raises(ValueError, match="colour"):
+        mapping.values_reader(["colour"])
