@@ -15,11 +15,12 @@ from alembic.migration import MigrationContext
 from conftest import APART, DB_KINDS
 from helpers import ListChannel, mapping_for, open_sql, run_reconcile, seed
 
+from connectors.base import SharedRow
 from syncd.codes import MAPPINGS_DIR
 from syncd.mapping import load_mapping
 from syncd.reconcile import reconcile
 from syncd.sample import generate
-from syncd.seen import raw_digest
+from syncd.seen import fingerprint, raw_digest
 from syncd.state.store import StateStore, open_store
 from syncd.state.tables import metadata
 
@@ -150,12 +151,59 @@ def test_unreadable_records_are_read_again_every_time(tmp_path, apart):
 
 def test_raw_digest_keeps_apart_what_maps_differently():
     when = datetime(2024, 1, 2, 3, 4, 5)
-    values = [1, "1", b"1", Decimal(1), True, 1.0, None, ["1"], when, when.isoformat(),
-              when.replace(tzinfo=UTC), when.date(), when.date().isoformat()]
+    values = [1, "1", b"1", Decimal(1), True, 1.0, None, ["1"], {"1": 1}, when,
+              when.replace(tzinfo=UTC), when.date(), SharedRow(a=1), _Text("1")]
     digests = {raw_digest({"c": v}) for v in values}
     assert len(digests) == len(values)
     assert raw_digest({"c": "x", "kids": [{"a": 1}]}) == raw_digest({"c": "x", "kids": [{"a": 1}]})
     assert raw_digest({"c": 1 << 70}) is None  # cannot be digested: mapped every time
+    # a datetime digests as its ISO text: a column gives one of the two, never both (the
+    # shape read, with the column types, is in the fingerprint; see the next test)
+    assert raw_digest({"c": when}) == raw_digest({"c": when.isoformat()})
+
+
+class _Text(str):
+    """A str subclass a driver might hand out: digested apart from a plain str."""
+
+
+def test_shared_child_rows_digest_by_their_values():
+    """A shared row stands in as its digest, remembered by identity: equal rows that are
+    other objects digest alike, any change to a row changes the record's digest."""
+    def record(**row):
+        return {"c": "x", "kids": [SharedRow(a=1, b="身份证", **row)]}
+
+    first = raw_digest(record())
+    assert raw_digest(record()) == first
+    assert len({first, raw_digest(record(d=None)), raw_digest(record(d=b"1")),
+                raw_digest({"c": "x", "kids": [SharedRow(a=1, b="户口簿")]}),
+                raw_digest({"c": "x", "kids": [SharedRow(a="1", b="身份证")]})}) == 5
+    assert raw_digest(record(d=1 << 70)) is None
+
+
+@pytest.mark.parametrize("kind", DB_KINDS)
+def test_a_column_of_another_type_makes_another_fingerprint(kind, fresh_db):
+    """What lets a datetime digest as its text: the channel's columns and their types
+    are part of the fingerprint its rows are kept under."""
+    url = fresh_db(kind)
+    seed(url, "hall_db", generate(3, seed=5))
+    engine = sa.create_engine(url)
+    q = "`" if engine.dialect.name == "mysql" else '"'
+
+    def fingerprint_with(column_type):  # the column re-added last (SQLite cannot alter it)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE {q}SP_SXXX{q} DROP COLUMN {q}FDSX{q}"))
+            conn.execute(sa.text(f"ALTER TABLE {q}SP_SXXX{q} ADD COLUMN {q}FDSX{q} "
+                                 f"{column_type}"))
+        channel = open_sql(url, "hall_db")
+        try:
+            return fingerprint(channel.mapping, channel.record_shape)
+        finally:
+            channel.close()
+
+    as_int = fingerprint_with("INTEGER")
+    assert fingerprint_with("VARCHAR(40)") not in (as_int, None)
+    assert fingerprint_with("INTEGER") == as_int
+    engine.dispose()
 
 
 def test_rows_made_under_another_fingerprint_are_never_used(tmp_path):
