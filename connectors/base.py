@@ -28,9 +28,13 @@ class SharedRow(dict):  # type: ignore[type-arg]
 
     A mapping reads such a row once and then knows it by identity; building a dict
     and reading it again for each of hundreds of thousands of equal rows costs more
-    than fetching them. Being shared, it refuses to be changed."""
+    than fetching them. Being shared, it refuses to be changed.
 
-    __slots__ = ()
+    ``digest``: what its values digest to, once a reader has computed it (the
+    reconcile cache, :func:`syncd.seen.raw_digest`): kept with the row, not in a
+    memory of its own that would keep rows alive after their connector let them go."""
+
+    __slots__ = ("digest",)
 
     def _refuse(self, *_args: Any, **_kwargs: Any) -> Any:
         raise TypeError("a SharedRow is shared by many records and cannot be changed")
