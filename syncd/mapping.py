@@ -155,8 +155,12 @@ class Mapping:
 
         Reconcile's readers need only a digest of the compared fields of every record:
         building the item, to take those values back out of it, was a quarter of the
-        cost of mapping and hashing a record. Every mapped field is still read, in the
-        same order, so a record fails with the very error :meth:`to_item` raises.
+        cost of mapping and hashing a record. Only item_code and ``names`` are read
+        (in the mapping's order, so a record fails with the error :meth:`to_item`
+        raises for the first of them that fails): a field not asked for is not read,
+        and a record whose only unreadable value is there reads without error. For
+        reconcile that is metadata (version, update time), which it does not compare;
+        reading the update time was 4 % of a reader's work.
         """
         main_plan, builders = self._read_plans
         defaults = {f.name: f.default for f in dataclasses.fields(ServiceItem)}
@@ -165,12 +169,13 @@ class Mapping:
             raise ValueError(f"not fields of an item besides item_code: {unknown}")
         at = {name: i for i, name in enumerate(names)}
         at["item_code"] = len(names)  # read into the last place, and popped
-        # what an unmapped field holds (a mapped one is always read over it)
+        # what an unmapped field holds (a mapped one is read over it)
         template = [defaults[n] for n in names] + [None]
-        fields = tuple((name, column, reader, plain, at.get(name))
-                       for name, column, reader, plain, _put in main_plan.fields)
-        kids = tuple((at.get(child.name), child, build)
-                     for child, build in zip(self.children, builders, strict=True))
+        fields = tuple((name, column, reader, plain, at[name])
+                       for name, column, reader, plain, _put in main_plan.fields if name in at)
+        kids = tuple((at[child.name], child, build)
+                     for child, build in zip(self.children, builders, strict=True)
+                     if child.name in at)
 
         def read(record: RawRecord) -> tuple[str, list[Any]]:
             values = template.copy()
