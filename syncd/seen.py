@@ -21,9 +21,9 @@ with: neither process can overwrite the other's rows, in whatever order their
 writes land.
 
 A row is only valid under what made it, so each row carries a fingerprint of the
-mapping text, the code tables, syncd's mapping code, the Unicode and Python
-versions (NFKC and ``str`` methods follow them) and the shape the connector reads
-(column types). Lookups ask for the current fingerprint only; rows under any
+mapping text, the code tables, syncd's code that maps and digests, the Unicode and
+Python versions (NFKC and ``str`` methods follow them) and the shape the connector
+reads (column types). Lookups ask for the current fingerprint only; rows under any
 other are dropped when a reconcile starts.
 
 The cache is an optimisation, never a source of truth: a record it cannot key or
@@ -54,7 +54,7 @@ log = structlog.get_logger(__name__)
 _PACKAGE = Path(__file__).resolve().parent
 #: syncd's own code that decides what a raw record maps to and how it hashes
 _MAPPING_CODE = ("steps.py", "mapping.py", "model.py", "normalize.py", "codes.py",
-                 "yaml_lines.py")
+                 "yaml_lines.py", "item_stream.py")  # the last: the exact digest kept
 SAVE_EVERY = 5000
 #: what was kept for an item_code: (raw digest, exact digest, content hash or None)
 Row = tuple[str, str, str | None] | None

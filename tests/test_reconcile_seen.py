@@ -206,6 +206,20 @@ def test_a_column_of_another_type_makes_another_fingerprint(kind, fresh_db):
     engine.dispose()
 
 
+def test_the_fingerprint_covers_the_code_that_makes_what_is_kept():
+    """A row keeps a raw digest and the exact digest of what the record mapped to: the
+    code of both is in the fingerprint, else rows kept under an older formula would
+    be compared with new digests (and miss every day)."""
+    from pathlib import Path
+
+    from syncd import item_stream, mapping, model, seen, steps
+
+    made_by = {Path(f.__code__.co_filename).name for f in (
+        item_stream.exact_digest, item_stream._digest, mapping.Mapping.values_reader,
+        mapping.Mapping.to_item, model.kept_json, steps.compose)}
+    assert made_by <= set(seen._MAPPING_CODE)
+
+
 def test_rows_made_under_another_fingerprint_are_never_used(tmp_path):
     """A reconcile still running with yesterday's mapping saves rows after today's began:
     they are kept apart by fingerprint."""
