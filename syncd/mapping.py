@@ -184,19 +184,15 @@ class Mapping:
             try:
                 for name, column, reader, plain, i in fields:
                     value = get(column)
-                    value = (value if plain and (value is None or value.__class__ is str
-                                                 and value) else reader(value))
-                    if i is not None:
-                        values[i] = value
+                    values[i] = (value if plain and (value is None or value.__class__ is str
+                                                     and value) else reader(value))
             except MappingError as exc:
                 raise exc.located(field=name, channel=self.channel,
                                   item_code=self._raw_code(record)) from None
             code = values.pop()
             try:
                 for i, child, build in kids:
-                    value = _read_children(child, build, record)
-                    if i is not None:
-                        values[i] = value
+                    values[i] = _read_children(child, build, record)
             except MappingError as exc:
                 raise exc.located(channel=self.channel,
                                   item_code=code or self._raw_code(record)) from None

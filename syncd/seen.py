@@ -85,7 +85,8 @@ def raw_digest(record: RawRecord) -> str | None:
     values of one type, fixed by the schema the connector reads (a SQL channel's
     column types), which is in the fingerprint; a JSON channel's values are never
     datetimes. Tagging each datetime apart (in Python, through ``default``) cost 1.5 µs
-    of 5.5 a record.
+    of 5.5 a record. What JSON does blur within a column is NaN/inf against NULL (all
+    ``null``).
 
     A connector's :class:`~connectors.base.SharedRow` (a child row many records hold:
     the same materials recur) stands in as its own digest, computed once and kept with
