@@ -167,8 +167,9 @@ class _Text(str):
 
 
 def test_shared_child_rows_digest_by_their_values():
-    """A shared row stands in as its digest, remembered by identity: equal rows that are
-    other objects digest alike, any change to a row changes the record's digest."""
+    """A shared row stands in as its digest, computed once and kept on the row: equal
+    rows that are other objects digest alike, any change to a row changes the record's
+    digest."""
     def record(**row):
         return {"c": "x", "kids": [SharedRow(a=1, b="身份证", **row)]}
 
