@@ -105,9 +105,10 @@ def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None,
             try:
                 if read is None:
                     item = mapping.to_item(record)
-                    yield item.item_code, item
+                    yield _coded(item.item_code), item
                     continue
                 item_code, values = read(record)  # the item is built only if compared
+                item_code = _coded(item_code)
                 exact = _digest(values)
             except MappingError as exc:
                 yield unreadable(mapping, record, exc)
@@ -124,6 +125,18 @@ def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None,
             yield item_code, Hashed(exact, content, mapping, record)
     if seen:
         seen.flush()
+
+
+#: why a record without an item code (blank, or a placeholder) is not compared
+NO_CODE = "事项编码为空，无法与其他渠道比对"
+
+
+def _coded(item_code: str | None) -> str:
+    """``item_code``, or MappingError where a record has none: it cannot be merged with
+    any other channel's items, so it is reported (under its raw key) as unreadable."""
+    if not item_code:
+        raise MappingError(NO_CODE, field="item_code")
+    return item_code
 
 
 def reason_of(exc: MappingError) -> str:

@@ -29,6 +29,26 @@ def test_two_records_that_map_to_one_item_are_reported_not_overwritten(tmp_path,
 
 
 @APART
+def test_a_record_without_an_item_code_is_reported_not_fatal(tmp_path, apart):
+    """A blank key (or one that reads as blank) cannot be merged with any channel's
+    items: it is listed as unreadable under its raw key, and the rest is compared."""
+    from syncd.item_stream import NO_CODE
+
+    hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
+    items = sorted(generate(5, seed=2), key=lambda i: i.item_code)
+    records = [hall.from_item(i) for i in items]
+    blanks = [{**records[0], "SXBM": ""}, {**records[1], "SXBM": "  "}]
+    result = run_reconcile({"portal": (ListChannel("portal", [portal.from_item(i) for i in items]),
+                                       portal),
+                            "hall": (ListChannel("hall", blanks + records[2:]), hall)},
+                           "portal", workdir=tmp_path, apart=apart)
+    assert result.unreadable == [("hall", "", f"item_code: {NO_CODE}"),
+                                 ("hall", "  ", f"item_code: {NO_CODE}")]
+    assert sorted((d.item_code, d.kind) for d in result.diffs) == [
+        (items[0].item_code, "missing"), (items[1].item_code, "missing")]
+
+
+@APART
 def test_unordered_channel_is_sorted_through_disk(tmp_path, apart):
     hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
     items = list(generate(300, seed=3))
