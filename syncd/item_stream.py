@@ -120,8 +120,8 @@ def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None,
             # a record changed in what the comparison does not read (an update time)
             # keeps its content hash
             content = last[2] if last is not None and last[1] == exact else None
-            if seen is not None and code == item_code:
-                seen.note(code, raw, exact)
+            if seen is not None and code in (None, item_code):  # None: not looked up
+                seen.note(item_code, raw, exact)
             yield item_code, Hashed(exact, content, mapping, record)
     if seen:
         seen.flush()

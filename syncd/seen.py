@@ -155,17 +155,21 @@ class ChannelSeen:
     def marks(self, records: Sequence[RawRecord]) -> list[tuple[str | None, str | None, Row]]:
         """Per record: (item_code, raw digest, what was kept for its code last time:
         (raw digest, exact digest, content hash) or None). The record is unchanged when
-        its raw digest is the one kept."""
+        its raw digest is the one kept.
+
+        With no rows to look up (:attr:`any` false) the codes are not read (None): the
+        mapping reads each record's code anyway, and :meth:`note` keeps it under that."""
+        digests = [raw_digest(r) for r in records]
+        if not self.any:
+            return [(None, digest, None) for digest in digests]
         codes: list[str | None] = []
         for record in records:
             try:
                 codes.append(self.mapping.item_code_of(record))
             except MappingError:  # the full mapping reports it as unreadable
                 codes.append(None)
-        digests = [raw_digest(r) for r in records]
-        known = (self._call(self.store.seen, self.fp,
-                            [c for c in codes if c is not None and _storable(c)])
-                 if self.any else None) or {}
+        known = self._call(self.store.seen, self.fp,
+                           [c for c in codes if c is not None and _storable(c)]) or {}
         out: list[tuple[str | None, str | None, Row]] = []
         for code, digest in zip(codes, digests, strict=True):
             last = known.get(code) if code is not None else None
@@ -175,7 +179,7 @@ class ChannelSeen:
 
     def note(self, code: str, raw: str | None, exact: str) -> None:
         """Remember a mapped record's digests (saved in batches of ``SAVE_EVERY``)."""
-        if raw is None or not _storable(code):
+        if raw is None or not isinstance(code, str) or not _storable(code):
             return  # mapped again next time
         self.pending[code] = (raw, exact)
         if len(self.pending) >= SAVE_EVERY:

@@ -121,8 +121,48 @@ def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
     """
     if not rows:
         return
-    dialect = conn.dialect.name
-    columns = list(rows[0].keys())
+    stmt = _upsert_stmt(conn.dialect.name, table, list(rows[0].keys()), keys)
+    if stmt is None:
+        _portable_upsert(conn, table, rows, keys)
+        return
+    insert_many(conn, stmt, rows)
+
+
+def upsert_values(conn: Connection, table: Table, columns: Sequence[str],
+                  values: Sequence[tuple[Any, ...]], keys: Sequence[str]) -> None:
+    """:func:`upsert` of rows given as tuples of ``columns``' values.
+
+    Where the driver takes positional parameters and no column has a bind processor
+    (SQLite's driver, for text columns: reconcile's digests), they go to its
+    ``executemany`` as they are (or reordered to the statement's order): no dict is made
+    for each row and taken apart again, a fifth of the cost of saving those digests.
+    Anywhere else they take :func:`upsert`'s way."""
+    if not values:
+        return
+    dialect = conn.dialect
+    stmt = _upsert_stmt(dialect.name, table, columns, keys)
+    if stmt is not None:
+        compiled = stmt.compile(dialect=dialect, column_keys=list(columns),
+                                for_executemany=True)
+        binds = [compiled.binds[name] for name in compiled.positiontup or ()]
+        if (compiled.positional and not compiled.escaped_bind_names
+                and sorted(b.key for b in binds) == sorted(columns)
+                and all(b.type.dialect_impl(dialect).bind_processor(dialect) is None
+                        for b in binds)):
+            order = [list(columns).index(b.key) for b in binds]
+            params: Any = values
+            if order != sorted(order):  # the statement's order, in one C call a row
+                getter = itemgetter(*order)
+                params = [(getter(v),) for v in values] if len(order) == 1 else \
+                    [getter(v) for v in values]
+            conn.exec_driver_sql(str(compiled), list(params))
+            return
+    upsert(conn, table, [dict(zip(columns, row, strict=True)) for row in values], keys)
+
+
+def _upsert_stmt(dialect: str, table: Table, columns: Sequence[str], keys: Sequence[str]
+                 ) -> Any:
+    """The dialect's native upsert of ``columns`` by ``keys``; None where it has none."""
     updates = [c for c in columns if c not in keys]
     if dialect in ("sqlite", "postgresql"):
         if dialect == "sqlite":
@@ -130,19 +170,16 @@ def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
         else:
             from sqlalchemy.dialects.postgresql import insert
         stmt = insert(table)
-        stmt = (stmt.on_conflict_do_update(index_elements=list(keys),
+        return (stmt.on_conflict_do_update(index_elements=list(keys),
                                            set_={c: stmt.excluded[c] for c in updates})
                 if updates else stmt.on_conflict_do_nothing(index_elements=list(keys)))
-    elif dialect in ("mysql", "mariadb"):
+    if dialect in ("mysql", "mariadb"):
         from sqlalchemy.dialects.mysql import insert
         stmt = insert(table)
         first = keys[0]
-        stmt = stmt.on_duplicate_key_update(
+        return stmt.on_duplicate_key_update(
             {c: stmt.inserted[c] for c in updates} if updates else {first: stmt.inserted[first]})
-    else:
-        _portable_upsert(conn, table, rows, keys)
-        return
-    insert_many(conn, stmt, rows)
+    return None
 
 
 def insert_many(conn: Connection, stmt: Any, rows: Sequence[dict[str, Any]]) -> None:

@@ -1,5 +1,6 @@
 """``insert_many``: bulk writes on the driver's executemany write what SQLAlchemy's own
-``conn.execute`` writes, type processing included, on every database; ``insert_rows``
+``conn.execute`` writes, type processing included, on every database (``upsert_values``
+too, from tuples); ``insert_rows``
 (PostgreSQL's COPY where it reads values as parameters are read) too; and
 ``fetch_dicts`` reads back what SQLAlchemy's own rows hold."""
 
@@ -21,6 +22,7 @@ from syncd.sqlutil import (
     make_engine,
     stream_rows,
     upsert,
+    upsert_values,
 )
 
 
@@ -128,6 +130,33 @@ def test_insert_many_writes_what_sqlalchemy_writes(fresh_db, kind):
     assert got[0][1] == "改后" and got[0][3] is True and got[1][3] is False
     # MySQL's DATETIME keeps no fraction of a second: both paths lose it alike
     assert got[1][4].replace(microsecond=0) == datetime(2026, 5, 1, 8, 30)
+
+
+@pytest.mark.parametrize("kind", DB_KINDS)
+@pytest.mark.parametrize("typed", [False, True], ids=["text", "typed"])
+def test_upsert_values_writes_what_upsert_writes(fresh_db, kind, typed):
+    """Rows given as tuples (in an order of columns that is not the table's) insert and
+    then update in place exactly as the same rows given as dicts to ``upsert``: text
+    columns alone (which SQLite's and MySQL's drivers take as they are) and with typed
+    ones (bind processors: they take upsert's way)."""
+    engine = make_engine(fresh_db(kind))
+    md = sa.MetaData()
+    ours, theirs = _table(md, "ours"), _table(md, "theirs")
+    md.create_all(engine)
+    columns = ["title", "code"] + (["at", "n", "flag", "at_tz"] if typed else [])
+    first = [{c: r[c] for c in columns} for r in ROWS]
+    second = [dict(first[1], title="改后"), {c: ROWS[0][c] for c in columns} | {"code": "A3"}]
+    with engine.begin() as conn:
+        for rows in (first, second):
+            upsert_values(conn, ours, columns, [tuple(r[c] for c in columns) for r in rows],
+                          ["code"])
+            upsert(conn, theirs, rows, ["code"])
+    with engine.connect() as conn:
+        got = [tuple(r) for r in conn.execute(sa.select(ours).order_by(ours.c.code))]
+        want = [tuple(r) for r in conn.execute(sa.select(theirs).order_by(theirs.c.code))]
+    engine.dispose()
+    assert got == want and [r[:2] for r in got] == [("A1", "行政许可"), ("A2", "改后"),
+                                                     ("A3", "行政许可")]
 
 
 @pytest.mark.parametrize("kind", DB_KINDS)

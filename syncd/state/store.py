@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from syncd.errors import JobBusyError, StateError
-from syncd.sqlutil import fetch_rows, make_engine, upsert
+from syncd.sqlutil import fetch_rows, make_engine, upsert, upsert_values
 from syncd.state import tables as t
 
 Clock = Callable[[], datetime]
@@ -503,11 +503,11 @@ class StateStore:
                       fingerprint: str, rows: Sequence[tuple[str, str, str]]) -> None:
         """Upsert (item_code, *columns) rows of one channel; of one item_code given
         twice, the last."""
-        first, second = columns
-        self._seen_call(lambda conn: upsert(conn, table, [
-            {"channel": channel, "item_code": code, "fingerprint": fingerprint,
-             first: a, second: b} for code, a, b in {r[0]: r for r in rows}.values()],
-            ["channel", "item_code"]))
+        names = ("channel", "item_code", "fingerprint", *columns)
+        values = [(channel, code, fingerprint, a, b)
+                  for code, a, b in {r[0]: r for r in rows}.values()]
+        self._seen_call(lambda conn: upsert_values(conn, table, names, values,
+                                                   ["channel", "item_code"]))
 
     def _seen_call(self, fn: Callable[[Any], Any]) -> Any:
         try:
