@@ -114,7 +114,11 @@ def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None,
                 yield unreadable(mapping, record, exc)
                 continue
             except orjson.JSONEncodeError:  # a value no digest holds: compared field by field
-                item = mapping.to_item(record)
+                try:
+                    item = mapping.to_item(record)  # which also reads what is not compared
+                except MappingError as exc:
+                    yield unreadable(mapping, record, exc)
+                    continue
                 yield item.item_code, item
                 continue
             # a record changed in what the comparison does not read (an update time)

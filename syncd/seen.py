@@ -86,7 +86,10 @@ def raw_digest(record: RawRecord) -> str | None:
     column types), which is in the fingerprint; a JSON channel's values are never
     datetimes. Tagging each datetime apart (in Python, through ``default``) cost 1.5 µs
     of 5.5 a record. What JSON does blur within a column is NaN/inf against NULL (all
-    ``null``).
+    ``null``): a float column whose value goes from NULL to NaN or ±inf (PostgreSQL
+    holds both, SQLite an infinity; MySQL neither) keeps its record's digest, and the
+    record is not mapped again until something else in it changes. Looking for them in
+    every record holding a ``null`` (most do) doubled the digest's cost, so it is left.
 
     A connector's :class:`~connectors.base.SharedRow` (a child row many records hold:
     the same materials recur) stands in as its own digest, computed once and kept with
@@ -132,8 +135,17 @@ def _shared_row(row: SharedRow) -> orjson.Fragment:
 
 
 def _storable(code: str) -> bool:
-    """A key the state table can hold (PostgreSQL refuses NUL; the column has a length)."""
-    return len(code) <= MAX_CODE and "\x00" not in code
+    """A key the state table can hold (PostgreSQL refuses NUL; the column has a length;
+    a lone surrogate has no UTF-8, and drivers raise on it, not the database)."""
+    return len(code) <= MAX_CODE and "\x00" not in code and (code.isascii() or _utf8(code))
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class ChannelSeen:
