@@ -210,16 +210,23 @@ def _checked_order(channel: str, stream: Iterator[tuple[str, Any]]) -> Iterator[
 
 def _spilled(mapping: Mapping, pages: Iterable[Any], workdir: Path) -> Iterator[_SpillPage]:
     """Sort a listing by item_code through a temporary SQLite file (bounded memory);
-    a record whose code cannot be read sorts by its raw key (and is reported)."""
+    a record whose code cannot be read sorts by its raw key (and is reported).
+
+    One record is kept per raw key, the last listed: a listing by update time (the
+    platform's) can list an item twice when it changes while being listed. Records
+    with different keys are all kept, even where their codes read alike (two blank
+    ones, say): they come out next to each other, and are reported as an ordered
+    channel's are."""
     path = workdir / f"spill-{uuid.uuid4().hex}.db"
     db = sqlite3.connect(path)
     try:
-        db.execute("create table r (code text primary key, raw blob)")
+        db.execute("create table r (code text, raw_key text, raw blob, "
+                   "primary key (code, raw_key))")
         for page in pages:
-            db.executemany("insert or replace into r values (?, ?)",
-                           [(_spill_key(mapping, r), orjson.dumps(r)) for r in page.records])
+            db.executemany("insert or replace into r values (?, ?, ?)",
+                           [(*_spill_key(mapping, r), orjson.dumps(r)) for r in page.records])
         db.commit()
-        cursor = db.execute("select raw from r order by code")
+        cursor = db.execute("select raw from r order by code, raw_key")
         while rows := cursor.fetchmany(PAGE):
             yield _SpillPage([orjson.loads(raw) for (raw,) in rows])
     finally:
@@ -227,12 +234,14 @@ def _spilled(mapping: Mapping, pages: Iterable[Any], workdir: Path) -> Iterator[
         path.unlink(missing_ok=True)
 
 
-def _spill_key(mapping: Mapping, record: dict[str, Any]) -> str:
+def _spill_key(mapping: Mapping, record: dict[str, Any]) -> tuple[str, str]:
+    """(what the record sorts by: its item_code, else its raw key; its raw key)."""
+    raw_key = str(record.get(mapping.key_column))
     try:
         code = mapping.item_code_of(record)
     except MappingError:
         code = None
-    return code if code is not None else str(record.get(mapping.key_column))
+    return code if code is not None else raw_key, raw_key
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,18 @@ from syncd.sample import generate
 
 
 @APART
-def test_two_records_that_map_to_one_item_are_reported_not_overwritten(tmp_path, apart):
+@pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "spilled"])
+def test_two_records_that_map_to_one_item_are_reported_not_overwritten(tmp_path, apart,
+                                                                       ordered):
+    """In a channel listed in key order and in one sorted through a spill alike (the
+    spill once kept only the last record of a code)."""
     hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
     items = sorted(generate(5, seed=2), key=lambda i: i.item_code)
     ref = ListChannel("portal", [portal.from_item(i) for i in items])
     records = [hall.from_item(i) for i in items]
     twin = dict(records[2], SXBM=records[2]["SXBM"].lower() + " ", SXMC="另一条记录")
-    other = ListChannel("hall", records[:3] + [twin] + records[3:])
+    listed = records[:3] + [twin] + records[3:]
+    other = ListChannel("hall", listed if ordered else listed[::-1], ordered)
     result = run_reconcile({"portal": (ref, portal), "hall": (other, hall)}, "portal",
                            workdir=tmp_path, apart=apart)
     assert result.diffs == []  # the first record agrees with the reference
@@ -29,9 +34,12 @@ def test_two_records_that_map_to_one_item_are_reported_not_overwritten(tmp_path,
 
 
 @APART
-def test_a_record_without_an_item_code_is_reported_not_fatal(tmp_path, apart):
+@pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "spilled"])
+def test_a_record_without_an_item_code_is_reported_not_fatal(tmp_path, apart, ordered):
     """A blank key (or one that reads as blank) cannot be merged with any channel's
-    items: it is listed as unreadable under its raw key, and the rest is compared."""
+    items: it is listed as unreadable under its raw key, and the rest is compared; each
+    such record, in a channel sorted through a spill too. A record listed twice there
+    (as a listing by update time may) is one record."""
     from syncd.item_stream import NO_CODE
 
     hall, portal = mapping_for("hall_db"), mapping_for("portal_db")
@@ -40,7 +48,9 @@ def test_a_record_without_an_item_code_is_reported_not_fatal(tmp_path, apart):
     blanks = [{**records[0], "SXBM": ""}, {**records[1], "SXBM": "  "}]
     result = run_reconcile({"portal": (ListChannel("portal", [portal.from_item(i) for i in items]),
                                        portal),
-                            "hall": (ListChannel("hall", blanks + records[2:]), hall)},
+                            "hall": (ListChannel("hall", blanks + records[2:] if ordered
+                                                 else records[:1:-1] + blanks + records[3:4],
+                                                 ordered), hall)},
                            "portal", workdir=tmp_path, apart=apart)
     assert result.unreadable == [("hall", "", f"item_code: {NO_CODE}"),
                                  ("hall", "  ", f"item_code: {NO_CODE}")]
