@@ -139,17 +139,13 @@ def upsert_values(conn: Connection, table: Table, columns: Sequence[str],
     Anywhere else they take :func:`upsert`'s way."""
     if not values:
         return
-    dialect = conn.dialect
-    stmt = _upsert_stmt(dialect.name, table, columns, keys)
-    if stmt is not None:
-        compiled = stmt.compile(dialect=dialect, column_keys=list(columns),
-                                for_executemany=True)
-        binds = [compiled.binds[name] for name in compiled.positiontup or ()]
-        if (compiled.positional and not compiled.escaped_bind_names
-                and sorted(b.key for b in binds) == sorted(columns)
-                and all(b.type.dialect_impl(dialect).bind_processor(dialect) is None
-                        for b in binds)):
-            order = [list(columns).index(b.key) for b in binds]
+    stmt = _upsert_stmt(conn.dialect.name, table, columns, keys)
+    planned = _bind_plan(conn, stmt, columns) if stmt is not None else None
+    if planned is not None:
+        compiled, plan = planned
+        if (compiled.positional and sorted(key for _name, key, _proc in plan) == sorted(columns)
+                and all(proc is None for _name, _key, proc in plan)):
+            order = [list(columns).index(key) for _name, key, _proc in plan]
             params: Any = values
             if order != sorted(order):  # the statement's order, in one C call a row
                 getter = itemgetter(*order)
@@ -193,16 +189,12 @@ def insert_many(conn: Connection, stmt: Any, rows: Sequence[dict[str, Any]]) -> 
     """
     if not rows:
         return
-    columns = list(rows[0])
-    compiled = stmt.compile(dialect=conn.dialect, column_keys=columns, for_executemany=True)
     first = rows[0].keys()
-    if compiled.escaped_bind_names or any(map(first.__ne__, map(dict.keys, rows))):
+    planned = _bind_plan(conn, stmt, list(first))
+    if planned is None or any(map(first.__ne__, map(dict.keys, rows))):
         conn.execute(stmt, list(rows))
         return
-    binds = compiled.binds
-    dialect = conn.dialect
-    plan = [(name, binds[name].key, binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-            for name in (compiled.positiontup or list(binds))]
+    compiled, plan = planned
     if any(key not in rows[0] for _name, key, _proc in plan):
         conn.execute(stmt, list(rows))  # a bind the rows do not fill: SQLAlchemy explains it
         return
@@ -217,6 +209,21 @@ def insert_many(conn: Connection, stmt: Any, rows: Sequence[dict[str, Any]]) -> 
         conn.execute(stmt, list(rows))  # raises StatementError, as the caller expects
         return
     conn.exec_driver_sql(str(compiled), params)
+
+
+def _bind_plan(conn: Connection, stmt: Any, columns: Sequence[str]
+               ) -> tuple[Any, list[tuple[str, str, Callable[[Any], Any] | None]]] | None:
+    """``stmt`` compiled for an ``executemany`` of ``columns``, with its parameters in
+    the statement's order as (parameter name, column, bind processor); None where the
+    driver's paramstyle would have to escape a name (SQLAlchemy's own path does)."""
+    compiled = stmt.compile(dialect=conn.dialect, column_keys=list(columns),
+                            for_executemany=True)
+    if compiled.escaped_bind_names:
+        return None
+    binds, dialect = compiled.binds, conn.dialect
+    return compiled, [(name, binds[name].key,
+                       binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+                      for name in (compiled.positiontup or list(binds))]
 
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
