@@ -103,23 +103,17 @@ def _mapped(mapping: Mapping, pages: Iterable[Any], seen: ChannelSeen | None,
                 yield code, Hashed(last[1], last[2], mapping, record)  # type: ignore[misc]
                 continue
             try:
-                if read is None:
+                exact = None
+                if read is not None:
+                    item_code, values = read(record)  # the item is built only if compared
+                    item_code = _coded(item_code)
+                    exact = _digest_or_none(values)
+                if exact is None:  # read whole: what is not compared may fail it too
                     item = mapping.to_item(record)
                     yield _coded(item.item_code), item
                     continue
-                item_code, values = read(record)  # the item is built only if compared
-                item_code = _coded(item_code)
-                exact = _digest(values)
             except MappingError as exc:
                 yield unreadable(mapping, record, exc)
-                continue
-            except orjson.JSONEncodeError:  # a value no digest holds: compared field by field
-                try:
-                    item = mapping.to_item(record)  # which also reads what is not compared
-                except MappingError as exc:
-                    yield unreadable(mapping, record, exc)
-                    continue
-                yield item.item_code, item
                 continue
             # a record changed in what the comparison does not read (an update time)
             # keeps its content hash
@@ -157,8 +151,13 @@ def unreadable(mapping: Mapping, record: dict[str, Any], exc: MappingError) -> t
 def exact_or_none(item: ServiceItem) -> str | None:
     """The item's exact digest, or None when a value cannot be hashed (an integer past
     64 bits): such an item is compared field by field and not remembered."""
+    return _digest_or_none(list(_compared_values(item)))
+
+
+def _digest_or_none(values: list[Any]) -> str | None:
+    """:func:`_digest`, or None where a value cannot be hashed."""
     try:
-        return exact_digest(item)
+        return _digest(values)
     except orjson.JSONEncodeError:
         return None
 
