@@ -150,7 +150,7 @@ def _read(conn: Connection, opener: OpenChannel, name: str,
         connector, mapping = opener()
         try:
             store = StateStore(state_url) if state_url else None  # migrated by the parent
-            seen = (open_seen(store, name, mapping, getattr(connector, "record_shape", ""))
+            seen = (open_seen(store, name, mapping, connector)
                     if store is not None else None)
             freeze_what_is_loaded()
             batch: list[tuple[str, str | None, str | None, Any, Any]] = []

@@ -201,7 +201,7 @@ def _read_here(channels: dict[str, tuple[Any, Mapping]], store: StateStore | Non
                keys: Sequence[str] | None, workdir: Path, *, hashed: bool) -> _Here:
     """Stream ``channels`` in this process: hashed where the reconcile cache is on or
     reader processes read the other channels, else as plain items."""
-    seen = {n: open_seen(store, n, m, getattr(c, "record_shape", "")) if store is not None
+    seen = {n: open_seen(store, n, m, c) if store is not None
             else None for n, (c, m) in channels.items()}
     return _Here({n: sorted_items(c, m, workdir, keys=keys, seen=seen[n], hashed=hashed)
                   for n, (c, m) in channels.items()}, seen)
@@ -215,8 +215,7 @@ def _savers(store: StateStore | None, apart: dict[str, tuple[Any, Mapping]], her
     savers = {n: s for n, s in here.seen.items() if s is not None}
     if store is not None:
         for n, (c, m) in apart.items():
-            if (s := open_seen(store, n, m, getattr(c, "record_shape", ""),
-                               forget=False)) is not None:
+            if (s := open_seen(store, n, m, c, forget=False)) is not None:
                 savers[n] = s
     return savers
 

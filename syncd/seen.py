@@ -34,6 +34,7 @@ state DB fails the run goes on without it.
 from __future__ import annotations
 
 import hashlib
+import math
 import sys
 import unicodedata
 from collections.abc import Sequence
@@ -75,7 +76,7 @@ def fingerprint(mapping: Mapping, shape: str) -> str | None:
     return h.hexdigest()
 
 
-def raw_digest(record: RawRecord) -> str | None:
+def raw_digest(record: RawRecord, floats: FloatColumns | None = None) -> str | None:
     """Digest of a raw record (children included) that keeps apart values the mapping
     reads differently: 1 and "1", bytes, Decimal, a naive and an aware datetime. None
     when a value cannot be serialised (an integer past 64 bits): that record is mapped.
@@ -85,27 +86,83 @@ def raw_digest(record: RawRecord) -> str | None:
     values of one type, fixed by the schema the connector reads (a SQL channel's
     column types), which is in the fingerprint; a JSON channel's values are never
     datetimes. Tagging each datetime apart (in Python, through ``default``) cost 1.5 µs
-    of 5.5 a record. What JSON does blur within a column is NaN/inf against NULL (all
-    ``null``): a float column whose value goes from NULL to NaN or ±inf (PostgreSQL
-    holds both, SQLite an infinity; MySQL neither) keeps its record's digest, and the
-    record is not mapped again until something else in it changes. Looking for them in
-    every record holding a ``null`` (most do) doubled the digest's cost, so it is left.
+    of 5.5 a record.
+
+    JSON writes a NaN or an infinity as ``null``, as it writes NULL, so a float column
+    whose value went from NULL to NaN would keep its record's digest, and the change
+    would go unreported. Such values are tagged first, in the columns the connector
+    names as able to hold them (``floats``: the record's under None, a child
+    collection's under its key; :attr:`connectors.sql.channel.SqlChannel.float_columns`):
+    looking at every value of every record for them doubled the digest's cost. A JSON
+    channel has none (the parser refuses them).
 
     A connector's :class:`~connectors.base.SharedRow` (a child row many records hold:
     the same materials recur) stands in as its own digest, computed once and kept with
     the row, rather than being serialised and hashed again with every record (5.5 →
-    3.7 µs a record with both, the development machine's SQLite channels).
+    3.7 µs a record with both, the development machine's SQLite channels). Its values
+    are looked at for NaN and infinities then, whatever their column.
 
     SHA-256 cut to 128 bits, as :func:`syncd.item_stream.exact_digest`: CPUs with SHA
     instructions hash it in hardware, where this Python's BLAKE2b is the portable C
     code. A row kept under another digest simply misses once: the record is mapped,
     its row replaced.
     """
+    if floats:
+        record = _nonfinite_tagged(record, floats)
     try:
         blob = orjson.dumps(record, default=_tagged, option=_RAW_OPTIONS)
     except orjson.JSONEncodeError:
         return None
     return hashlib.sha256(blob).hexdigest()[:32]
+
+
+#: the columns that can hold a NaN or an infinity: the record's (None) and each child
+#: collection's (its record key)
+FloatColumns = dict[str | None, tuple[str, ...]]
+
+
+def _nonfinite_tagged(record: RawRecord, floats: FloatColumns) -> RawRecord:
+    """``record``, or a copy of it where a NaN or an infinity in ``floats`` is tagged.
+    Most records hold none: the values' types are looked at first, in C."""
+    out = record
+    for key, columns in floats.items():
+        if key is None:
+            if _MAY_BE_ODD.isdisjoint(map(type, map(record.get, columns))):
+                continue
+            for column in columns:
+                if (tag := _nonfinite(record.get(column))) is not None:
+                    out = dict(record) if out is record else out
+                    out[column] = tag
+            continue
+        rows = record.get(key)
+        if not isinstance(rows, list) or _SHARED.issuperset(map(type, rows)):
+            continue  # a shared row's own digest looks at its values
+        new: list[Any] | None = None
+        for i, row in enumerate(rows):
+            if row.__class__ is SharedRow or not isinstance(row, dict):
+                continue
+            for column in columns:
+                if (tag := _nonfinite(row.get(column))) is not None:
+                    new = list(rows) if new is None else new
+                    new[i] = dict(row) if new[i] is row else new[i]
+                    new[i][column] = tag
+        if new is not None:
+            out = dict(record) if out is record else out
+            out[key] = new
+    return out
+
+
+_MAY_BE_ODD = frozenset((float, list))  # a NaN or an infinity, or an array of floats
+_SHARED = frozenset((SharedRow,))
+
+
+def _nonfinite(value: Any) -> Any:
+    """A NaN or an infinity (or a list holding one) tagged apart from ``null``, else None."""
+    if value.__class__ is float:
+        return None if math.isfinite(value) else {"\x00float": repr(value)}
+    if value.__class__ is list and any(_nonfinite(v) is not None for v in value):
+        return [_nonfinite(v) or v for v in value]
+    return None
 
 
 _RAW_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS
@@ -129,7 +186,8 @@ def _tagged(value: Any) -> Any:
 
 
 def _shared_row(row: SharedRow) -> orjson.Fragment:
-    digest = hashlib.sha256(orjson.dumps(dict(row), default=_tagged, option=_RAW_OPTIONS))
+    values = {name: _nonfinite(value) or value for name, value in row.items()}
+    digest = hashlib.sha256(orjson.dumps(values, default=_tagged, option=_RAW_OPTIONS))
     # made here, to its size: what orjson.dumps returns holds its whole ~4 KB buffer
     return orjson.Fragment(b'{"\\u0000row":"' + digest.hexdigest()[:32].encode() + b'"}')
 
@@ -151,8 +209,10 @@ def _utf8(text: str) -> bool:
 class ChannelSeen:
     """One channel's rows: looked up a page at a time, new ones saved in batches."""
 
-    def __init__(self, store: StateStore, channel: str, mapping: Mapping, fp: str) -> None:
+    def __init__(self, store: StateStore, channel: str, mapping: Mapping, fp: str,
+                 floats: FloatColumns | None = None) -> None:
         self.store, self.channel, self.mapping, self.fp = store, channel, mapping, fp
+        self.floats = floats or None  # the connector's columns that can hold NaN
         #: item_code → (raw digest, exact digest) and → (exact digest, content hash): a
         #: later note of one code replaces an earlier one not yet saved
         self.pending: dict[str, tuple[str, str]] = {}
@@ -171,7 +231,8 @@ class ChannelSeen:
 
         With no rows to look up (:attr:`any` false) the codes are not read (None): the
         mapping reads each record's code anyway, and :meth:`note` keeps it under that."""
-        digests = [raw_digest(r) for r in records]
+        floats = self.floats
+        digests = [raw_digest(r, floats) for r in records]
         if not self.any:
             return [(None, digest, None) for digest in digests]
         codes: list[str | None] = []
@@ -232,14 +293,16 @@ class ChannelSeen:
             return None
 
 
-def open_seen(store: StateStore, channel: str, mapping: Mapping, shape: str, *,
+def open_seen(store: StateStore, channel: str, mapping: Mapping, connector: Any, *,
               forget: bool = True) -> ChannelSeen | None:
-    """The channel's seen rows under what decides its mapping today; unless ``forget``
-    is false (the channel's reader process drops them), older ones are dropped."""
-    fp = fingerprint(mapping, shape)
+    """The channel's seen rows under what decides its mapping today, for the records
+    ``connector`` reads (its ``record_shape`` and ``float_columns``, where it has them);
+    unless ``forget`` is false (the channel's reader process drops them), older ones are
+    dropped."""
+    fp = fingerprint(mapping, getattr(connector, "record_shape", ""))
     if fp is None:
         return None
-    seen = ChannelSeen(store, channel, mapping, fp)
+    seen = ChannelSeen(store, channel, mapping, fp, getattr(connector, "float_columns", None))
     if forget:
         seen.forget_others()
     return seen

@@ -4,6 +4,7 @@ and the result is the same as a reconcile that maps everything."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,11 +17,14 @@ from conftest import APART, DB_KINDS
 from helpers import ListChannel, mapping_for, open_sql, run_reconcile, seed
 
 from connectors.base import SharedRow
+from syncd.channel_reader import Opener
 from syncd.codes import MAPPINGS_DIR
+from syncd.config import ChannelConfig
 from syncd.mapping import load_mapping
 from syncd.reconcile import reconcile
 from syncd.sample import generate
 from syncd.seen import fingerprint, raw_digest
+from syncd.sqlutil import make_engine
 from syncd.state.store import StateStore, open_store
 from syncd.state.tables import metadata
 
@@ -160,6 +164,74 @@ def test_raw_digest_keeps_apart_what_maps_differently():
     # a datetime digests as its ISO text: a column gives one of the two, never both (the
     # shape read, with the column types, is in the fingerprint; see the next test)
     assert raw_digest({"c": when}) == raw_digest({"c": when.isoformat()})
+
+
+def test_raw_digest_keeps_nan_and_infinities_apart_from_null_where_floats_can_be():
+    """JSON writes NaN and ±inf as null: in the columns a connector names (the record's
+    and a child collection's) and in a shared child row's values, they digest apart."""
+    floats = {None: ("f",), "kids": ("g",)}
+    values = [None, math.nan, math.inf, -math.inf, 1.5]
+    assert len({raw_digest({"f": v, "kids": []}, floats) for v in values}) == len(values)
+    assert len({raw_digest({"f": [1.0, v]}, floats) for v in values}) == len(values)
+    assert len({raw_digest({"kids": [{"g": 1}, {"g": v}]}, floats)
+                for v in values}) == len(values)
+    assert len({raw_digest({"kids": [SharedRow(g=v)]}) for v in values}) == len(values)
+    # the record read is left as it was
+    record = {"f": math.nan, "kids": [{"g": math.inf}], "other": "x"}
+    assert raw_digest(record, floats) != raw_digest({"f": None, "kids": [{"g": None}],
+                                                     "other": "x"}, floats)
+    assert math.isnan(record["f"]) and record["kids"] == [{"g": math.inf}]
+    # the same record digests the same each time
+    assert raw_digest(record, floats) == raw_digest(dict(record), floats)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])  # MySQL stores neither NaN nor ±inf
+@APART
+def test_a_float_column_going_from_null_to_nan_or_infinity_is_read_again(fresh_db, tmp_path,
+                                                                         kind, apart):
+    """A limit goes from NULL to NaN or ±inf between two reconciles (a PostgreSQL
+    double precision column; SQLite keeps an infinity even in an INTEGER column, and a
+    NaN as NULL): the record is read again and listed as unreadable, where its digest
+    once stayed that of the NULL, so the next reconcile reused it and said nothing."""
+    items = sorted(generate(6, seed=21), key=lambda i: i.item_code)
+    for n in (2, 4):
+        items[n] = dataclasses.replace(items[n], legal_time_limit=None, legal_limit_unit=None)
+    hall_url, portal_url = fresh_db(kind), fresh_db(kind)
+    seed(hall_url, "hall_db", items)
+    seed(portal_url, "portal_db", items)
+    portal_db = make_engine(portal_url)
+    if kind == "postgres":
+        with portal_db.begin() as conn:
+            conn.execute(sa.text("alter table portal_guide alter column legal_days "
+                                 "type double precision"))
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    urls = {"hall": (hall_url, "hall_db"), "portal": (portal_url, "portal_db")}
+
+    def run():
+        channels = {n: open_sql(url, schema) for n, (url, schema) in urls.items()}
+        openers = {n: Opener(ChannelConfig(n, "sql", url, MAPPINGS_DIR / f"{schema}.yaml"))
+                   for n, (url, schema) in urls.items()} if apart else None
+        try:
+            return reconcile({n: (c, c.mapping) for n, c in channels.items()}, "hall",
+                             workdir=tmp_path, store=store, openers=openers)
+        finally:
+            for c in channels.values():
+                c.close()
+
+    assert run().reused == {"hall": 0, "portal": 0}
+    again = run()
+    assert again.reused == {"hall": 6, "portal": 6} and again.unreadable == []
+    odd = ["'NaN'", "'Infinity'"] if kind == "postgres" else ["9e999", "-9e999"]
+    with portal_db.begin() as conn:
+        for n, value in zip((2, 4), odd, strict=True):
+            conn.execute(sa.text(f"update portal_guide set legal_days = {value} "
+                                 "where item_code = :code"), {"code": items[n].item_code})
+    later = run()
+    assert sorted((c, code, reason.split(":")[0]) for c, code, reason in later.unreadable) == [
+        ("portal", items[n].item_code, "legal_time_limit") for n in (2, 4)]
+    assert later.reused == {"hall": 6, "portal": 4} and later.diffs == []
+    store.close()
+    portal_db.dispose()
 
 
 class _Text(str):

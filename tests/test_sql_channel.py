@@ -409,3 +409,32 @@ def test_child_rows_with_equal_order_values_are_all_read_and_hash_alike(fresh_db
         read = got[item.item_code]
         assert sorted(read.materials, key=repr) == sorted(tied.materials, key=repr)
         assert content_hash(read) == content_hash(tied)
+
+
+@pytest.mark.parametrize("kind", DB_KINDS)
+def test_float_columns_are_those_that_can_hold_nan_or_infinity(fresh_db, kind):
+    """What the reconcile cache looks at for NaN and ±inf: a float column (none on
+    MySQL, which stores neither); on SQLite, any column but a text one."""
+    url = fresh_db(kind)
+    seed(url, "portal_db", [])
+    engine = sa.create_engine(url)
+    if kind != "sqlite":
+        alter = ("alter table portal_guide alter column legal_days type double precision"
+                 if kind == "postgres" else "alter table portal_guide modify legal_days double")
+        with engine.begin() as conn:
+            conn.execute(sa.text(alter))
+    engine.dispose()
+    channel = open_sql(url, "portal_db")
+    try:
+        floats = channel.float_columns
+    finally:
+        channel.close()
+    if kind == "postgres":
+        assert floats == {None: ("legal_days",)}
+    elif kind == "mysql":
+        assert floats == {}
+    else:
+        # the integer and time columns read; a child table read as text only has none
+        assert floats == {None: ("legal_days", "promise_days", "visits", "fee", "version",
+                                 "updated"),
+                          "materials": ("copies", "seq")}

@@ -111,6 +111,23 @@ class SqlChannel:
             cols += [(c.table.name, c.name, repr(c.type)) for c in self._child_cols[child.name]]
         return repr(cols)
 
+    @property
+    def float_columns(self) -> dict[str | None, tuple[str, ...]]:
+        """The columns whose values can be a NaN or an infinity: the record's (under
+        None) and each child collection's (under its record key). JSON writes those as
+        it writes NULL, so the reconcile cache looks at them (:func:`syncd.seen.raw_digest`).
+
+        A float column of any database but MySQL, which stores neither; on SQLite any
+        column but a text one, since its columns hold any type (an INTEGER column
+        keeps an infinity as a REAL; SQLite stores a NaN as NULL)."""
+        dialect = self.engine.dialect.name
+        out = {None: _floats(dialect, self._select_cols)}
+        for child, _table in self.children:
+            in_row = self._shared[child.name].names  # the parent key may be left out
+            out[child.record_key] = _floats(dialect, [c for c in self._child_cols[child.name]
+                                                      if c.name in in_row])
+        return {key: cols for key, cols in out.items() if cols}
+
     def _reflect(self, md: MetaData, name: str, needed: Sequence[str]) -> Table:
         try:
             table = Table(name, md, autoload_with=self.engine)
@@ -599,6 +616,17 @@ def _typed(dialect: str, columns: Sequence[Any]) -> bool:
     type in any row, and a JSON column any JSON value (``1`` and ``true`` among them)."""
     return dialect in ("postgresql", "mysql", "mariadb") and all(
         isinstance(c.type, _ONE_TYPE) and not isinstance(c.type, JSON) for c in columns)
+
+
+def _floats(dialect: str, columns: Sequence[Any]) -> tuple[str, ...]:
+    """The names of ``columns`` that can give a NaN or an infinity (a float, or an array
+    of floats; :attr:`SqlChannel.float_columns`)."""
+    if dialect in ("mysql", "mariadb"):
+        return ()
+    return tuple(c.name for c in columns
+                 if isinstance(c.type, Float) or isinstance(getattr(c.type, "item_type", None),
+                                                             Float)
+                 or (dialect == "sqlite" and not isinstance(c.type, String)))
 
 
 def _same_order(key: Any, parent_key: Any) -> bool:
