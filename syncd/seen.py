@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 import sys
 import unicodedata
 from collections.abc import Sequence
@@ -122,33 +123,33 @@ FloatColumns = dict[str | None, tuple[str, ...]]
 
 
 def _nonfinite_tagged(record: RawRecord, floats: FloatColumns) -> RawRecord:
-    """``record``, or a copy of it where a NaN or an infinity in ``floats`` is tagged.
-    Most records hold none: the values' types are looked at first, in C."""
+    """``record``, or a copy of it where a NaN or an infinity in ``floats`` is tagged."""
     out = record
     for key, columns in floats.items():
         if key is None:
-            if _MAY_BE_ODD.isdisjoint(map(type, map(record.get, columns))):
-                continue
-            for column in columns:
-                if (tag := _nonfinite(record.get(column))) is not None:
-                    out = dict(record) if out is record else out
-                    out[column] = tag
+            out = _tagged_row(out, columns)
             continue
         rows = record.get(key)
         if not isinstance(rows, list) or _SHARED.issuperset(map(type, rows)):
             continue  # a shared row's own digest looks at its values
-        new: list[Any] | None = None
-        for i, row in enumerate(rows):
-            if row.__class__ is SharedRow or not isinstance(row, dict):
-                continue
-            for column in columns:
-                if (tag := _nonfinite(row.get(column))) is not None:
-                    new = list(rows) if new is None else new
-                    new[i] = dict(row) if new[i] is row else new[i]
-                    new[i][column] = tag
-        if new is not None:
-            out = dict(record) if out is record else out
+        new = [row if row.__class__ is SharedRow or not isinstance(row, dict)
+               else _tagged_row(row, columns) for row in rows]
+        if any(map(operator.is_not, new, rows)):
+            out = dict(out) if out is record else out
             out[key] = new
+    return out
+
+
+def _tagged_row(row: RawRecord, columns: tuple[str, ...]) -> RawRecord:
+    """``row``, or a copy of it where a NaN or an infinity in ``columns`` is tagged. Most
+    rows hold none: their values' types are looked at first, in C."""
+    if _MAY_BE_ODD.isdisjoint(map(type, map(row.get, columns))):
+        return row
+    out = row
+    for column in columns:
+        if (tag := _nonfinite(row.get(column))) is not None:
+            out = dict(row) if out is row else out
+            out[column] = tag
     return out
 
 
@@ -212,7 +213,7 @@ class ChannelSeen:
     def __init__(self, store: StateStore, channel: str, mapping: Mapping, fp: str,
                  floats: FloatColumns | None = None) -> None:
         self.store, self.channel, self.mapping, self.fp = store, channel, mapping, fp
-        self.floats = floats or None  # the connector's columns that can hold NaN
+        self.floats = floats  # the connector's columns that can hold NaN
         #: item_code → (raw digest, exact digest) and → (exact digest, content hash): a
         #: later note of one code replaces an earlier one not yet saved
         self.pending: dict[str, tuple[str, str]] = {}
